@@ -1,0 +1,1 @@
+"""learnae.averaging (filled in by its issue)."""

@@ -1,0 +1,71 @@
+"""Entry point of the ``learnae`` command.
+
+Exit codes: 0 success; 1 a runtime failure (a service, the network, damaged
+state); 2 bad input from the user (usage, config, files), always as one line
+``learnae: error: <what> <fix>`` on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from learnae import __version__
+from learnae.cli import config as config_cmd
+from learnae.cli import data, ipfs, key, ledger, peer, scenario
+from learnae.errors import LearnaeError, UserError
+from learnae.log import configure_logging
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="learnae", message="%(prog)s %(version)s")
+def cli() -> None:
+    """learnae: train one neural network across equal peers, with no coordinator.
+
+    Peers train on their own data, publish weight snapshots as IPFS CIDs,
+    announce them over libp2p GossipSub, merge neighbours' snapshots by
+    asynchronous averaging and sign every contribution into a verifiable ledger.
+
+    Logging: LEARNAE_LOG=info,learnae.gossip=debug (stderr).
+    """
+    configure_logging()
+
+
+for group in (peer.group, key.group, config_cmd.group, ledger.group, data.group, ipfs.group, scenario.group):
+    cli.add_command(group)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"learnae: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map errors to one-line messages and exit codes."""
+    try:
+        rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click.UsageError as exc:
+        where = f"learnae {exc.ctx.command_path.partition(' ')[2]}".strip() if exc.ctx else "learnae"
+        msg = exc.format_message().replace("\n", " ")
+        _fail(f"{msg} (see '{where} --help')", 2)
+    except click.ClickException as exc:  # e.g. BadParameter raised inside a command
+        _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except UserError as exc:
+        _fail(str(exc).replace("\n", " "), 2)
+    except LearnaeError as exc:
+        _fail(str(exc).replace("\n", " "), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

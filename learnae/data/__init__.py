@@ -1,0 +1,1 @@
+"""learnae.data (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""learnae.gossip (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""learnae.ledger (filled in by its issue)."""

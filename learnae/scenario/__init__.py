@@ -1,0 +1,1 @@
+"""learnae.scenario (filled in by its issue)."""

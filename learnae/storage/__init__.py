@@ -1,0 +1,1 @@
+"""learnae.storage (filled in by its issue)."""

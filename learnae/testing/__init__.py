@@ -1,0 +1,1 @@
+"""learnae.testing (filled in by its issue)."""

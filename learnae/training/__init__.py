@@ -1,0 +1,1 @@
+"""learnae.training (filled in by its issue)."""
