@@ -112,3 +112,9 @@ def test_config_is_frozen(tmp_path):
     cfg, _ = load_config({"data_dir": tmp_path}, env={})
     with pytest.raises(AttributeError):
         cfg.merge_every = 1  # type: ignore[misc]
+
+
+def test_docs_list_every_key():
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    for f in config_fields():
+        assert f"| `{f.name}` |" in docs, f"docs/config.md does not document {f.name}"
