@@ -1,0 +1,218 @@
+"""The libp2p host every learnae peer runs: Ed25519 identity, TCP + Noise + Yamux.
+
+py-libp2p's ``new_host()`` defaults are not what a peer wants (../shared/FACTS.md):
+it offers plaintext, secio and TLS next to Noise, every ``connect()`` waits
+~250 ms for a happy-eyeballs race unless ``max_connections_per_peer=1``, and
+leaving its context while streams are busy can crash the process. This module
+builds the host once, the way learnae needs it, and gives it a structured lifetime.
+
+Example:
+    >>> async def main():
+    ...     async with open_host(Identity.generate()) as host:
+    ...         print(dial_line(host))          # first line a waiting peer prints
+    ...         # /ip4/127.0.0.1/tcp/40123/p2p/12D3KooW...
+
+Layering: this package may import libp2p and learnae.ledger (entry decoding);
+storage and ledger never import gossip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from learnae.errors import ConfigError, ServiceError
+from learnae.identity import Identity
+
+__all__ = [
+    "open_host",
+    "full_addrs",
+    "dial_line",
+    "parse_peer_addr",
+    "connect",
+    "disconnect_all",
+    "DialError",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+CONNECT_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
+
+
+class DialError(ServiceError):
+    """A remote peer could not be reached (its address is in the message)."""
+
+
+def connection_config(**overrides: Any) -> ConnectionConfig:
+    """The connection settings learnae uses.
+
+    ``max_connections_per_peer=1`` turns py-libp2p's 250 ms dial race into a
+    single direct dial (4 ms on loopback, FACTS.md).
+    """
+    params: dict[str, Any] = {"max_connections_per_peer": 1, "dial_timeout": CONNECT_TIMEOUT_S}
+    params.update(overrides)
+    return ConnectionConfig(**params)
+
+
+def _parse_listen(addrs: Sequence[str]) -> list[multiaddr.Multiaddr]:
+    out = []
+    for a in addrs:
+        try:
+            ma = multiaddr.Multiaddr(a)
+        except Exception as exc:  # multiaddr raises a zoo of types
+            raise ConfigError(
+                f"listen address {a!r} is not a multiaddr; use e.g. /ip4/127.0.0.1/tcp/4010",
+                key="listen",
+            ) from exc
+        names = [p.name for p in ma.protocols()]
+        if "tcp" not in names or not ({"ip4", "ip6"} & set(names)):
+            raise ConfigError(
+                f"listen address {a!r} is not an IP/TCP multiaddr; use e.g. /ip4/0.0.0.0/tcp/4010",
+                key="listen",
+            )
+        out.append(ma)
+    return out
+
+
+def build_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr], *, mdns: bool = False,
+               conn: ConnectionConfig | None = None) -> IHost:
+    """Construct (not start) a host with only Noise and Yamux on offer."""
+    key_pair = identity.to_libp2p_keypair()
+    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        listen_addrs=list(listen),
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        connection_config=conn or connection_config(),
+        enable_mDNS=mdns,  # LAN multicast: off unless the user turns it on
+        enable_upnp=False,
+        enable_quic=False,
+    )
+
+
+@asynccontextmanager
+async def open_host(
+    identity: Identity,
+    listen_addrs: Sequence[str] = DEFAULT_LISTEN,
+    *,
+    mdns: bool = False,
+    connection: ConnectionConfig | None = None,
+) -> AsyncIterator[IHost]:
+    """Start a py-libp2p host for ``identity`` and stop it cleanly on exit.
+
+    Args:
+        identity: the peer's key; the host's peer ID is ``identity.peer_id``.
+        listen_addrs: TCP multiaddrs to listen on (port 0 picks a free port).
+        mdns: announce and discover peers by multicast DNS on the LAN (sends
+            multicast: off by default).
+        connection: override :func:`connection_config`.
+
+    Yields:
+        the running host (``host.get_id()``, ``host.connect()``, ``host.new_stream()``).
+
+    Raises:
+        ConfigError: a listen address is not an IP/TCP multiaddr.
+        ServiceError: the address could not be bound (in use, not local).
+
+    On exit every connection is closed before the host's nurseries are left,
+    so streams still delivering data cannot crash the shutdown.
+
+    Example:
+        >>> async with open_host(ident, ["/ip4/127.0.0.1/tcp/0"]) as host:
+        ...     await connect(host, "/ip4/127.0.0.1/tcp/4010/p2p/12D3KooW...")
+    """
+    listen = _parse_listen(listen_addrs)
+    host = build_host(identity, listen, mdns=mdns, conn=connection)
+    try:
+        async with host.run(listen_addrs=listen):
+            try:
+                yield host
+            finally:
+                with trio.CancelScope(shield=True):
+                    await disconnect_all(host)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {', '.join(listen_addrs)}: {exc.strerror or exc}") from exc
+
+
+async def disconnect_all(host: IHost, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close every connection of ``host`` (best effort, bounded by ``timeout_s``)."""
+    with trio.move_on_after(timeout_s):
+        for peer_id in list(host.get_connected_peers()):
+            try:
+                await host.disconnect(peer_id)
+            except Exception as exc:  # a half-closed connection must not stop shutdown
+                log.debug("disconnect %s: %r", peer_id, exc)
+
+
+def full_addrs(host: IHost) -> list[str]:
+    """Every address of ``host`` as a dialable string ending in ``/p2p/<peer-id>``.
+
+    Wildcard listen addresses (``0.0.0.0``) are not dialable and come last.
+    """
+    addrs = [str(a) for a in host.get_addrs()]
+    return sorted(addrs, key=lambda a: ("/ip4/0.0.0.0/" in a or "/ip6/::/" in a, a))
+
+
+def dial_line(host: IHost) -> str:
+    """The one line a waiting peer prints first: its best full multiaddr.
+
+    Prefers a concrete address over a wildcard; for a wildcard listener it
+    substitutes 127.0.0.1 so the line can be pasted as ``--bootstrap`` on the
+    same machine (other machines use the host's LAN IP with the same port).
+    """
+    addrs = full_addrs(host)
+    if not addrs:
+        raise ServiceError("the host has no listen address")
+    best = addrs[0]
+    return best.replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1)
+
+
+def parse_peer_addr(addr: str) -> PeerInfo:
+    """Parse ``/ip4/H/tcp/P/p2p/<peer-id>`` into a PeerInfo.
+
+    Raises:
+        ConfigError: the string is not a full multiaddr with ``/p2p/<peer-id>``.
+    """
+    try:
+        return info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception as exc:
+        raise ConfigError(
+            f"peer address {addr!r} is not a full multiaddr; it must end in /p2p/<peer-id>, "
+            "as printed on the first line of `learnae peer start`",
+            key="bootstrap",
+        ) from exc
+
+
+async def connect(host: IHost, addr: str | PeerInfo, timeout_s: float = CONNECT_TIMEOUT_S) -> PeerInfo:
+    """Dial a peer by full multiaddr (or PeerInfo) with a deadline.
+
+    Raises:
+        ConfigError: ``addr`` is malformed.
+        DialError: the peer did not answer within ``timeout_s``.
+    """
+    info = parse_peer_addr(addr) if isinstance(addr, str) else addr
+    try:
+        with trio.fail_after(timeout_s):
+            await host.connect(info)
+    except trio.TooSlowError as exc:
+        raise DialError(f"dialing {addr} timed out after {timeout_s:g} s") from exc
+    except Exception as exc:
+        raise DialError(f"dialing {addr} failed: {exc}") from exc
+    return info
