@@ -1,0 +1,249 @@
+"""Model specs: turn ``--model SPEC`` into an uncompiled Keras model.
+
+A spec is one of:
+
+* a built-in preset name (see :data:`PRESETS`): ``digits-mlp`` (~17k parameters),
+  ``digits-cnn`` (~38k) and ``digits-cnn-large`` (~2.7M, ~11 MB per float32
+  snapshot, for when snapshot transfer should matter). All take 8x8x1 inputs (the
+  ``digits`` dataset) and output 10 class probabilities (softmax).
+* ``module:function`` or ``path/to/file.py:function``: a function of no arguments
+  that returns a Keras model (uncompiled; learnae compiles it). The model's output
+  is class probabilities (a final softmax) or logits; learnae tells them apart by
+  the last layer's activation.
+* a path to a ``.keras`` file saved with ``model.save(...)``; it is loaded with
+  ``safe_mode=True`` (no lambda layers, no arbitrary code).
+
+Presets and functions are built right after ``keras.utils.set_random_seed(seed)``,
+so every peer that uses the same spec and seed starts from identical weights,
+which is what makes averaging work from the first merge.
+
+Example:
+    >>> model = load_model("digits-cnn", seed=0)      # doctest: +SKIP
+    >>> model.count_params()                          # doctest: +SKIP
+    38282
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from learnae.errors import UserError
+
+__all__ = ["PRESETS", "ModelSpecError", "load_model", "describe_presets"]
+
+log = logging.getLogger(__name__)
+
+DIGITS_INPUT = (8, 8, 1)
+DIGITS_CLASSES = 10
+
+
+class ModelSpecError(UserError):
+    """A ``--model`` spec names no preset, importable function or loadable file."""
+
+
+def _digits_mlp():
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(DIGITS_INPUT),
+            layers.Flatten(name="flatten"),
+            layers.Dense(128, activation="relu", name="hidden1"),
+            layers.Dense(64, activation="relu", name="hidden2"),
+            layers.Dense(DIGITS_CLASSES, activation="softmax", name="output"),
+        ],
+        name="digits_mlp",
+    )
+
+
+def _digits_cnn():
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(DIGITS_INPUT),
+            layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1"),
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="hidden"),
+            layers.Dense(DIGITS_CLASSES, activation="softmax", name="output"),
+        ],
+        name="digits_cnn",
+    )
+
+
+def _digits_cnn_large():
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(DIGITS_INPUT),
+            layers.Conv2D(64, 3, padding="same", activation="relu", name="conv1"),
+            layers.Conv2D(128, 3, padding="same", activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(1024, activation="relu", name="hidden1"),
+            layers.Dropout(0.3, name="dropout"),
+            layers.Dense(512, activation="relu", name="hidden2"),
+            layers.Dense(DIGITS_CLASSES, activation="softmax", name="output"),
+        ],
+        name="digits_cnn_large",
+    )
+
+
+#: preset name -> (builder, one-line description)
+PRESETS: dict[str, tuple[Callable, str]] = {
+    "digits-mlp": (_digits_mlp, "MLP 64-128-64-10, ~17k params, 8x8x1 digits"),
+    "digits-cnn": (_digits_cnn, "CNN conv16-conv32-pool-64-10, ~38k params, 8x8x1 digits"),
+    "digits-cnn-large": (
+        _digits_cnn_large,
+        "CNN conv64-conv128-pool-1024-512-10, ~2.7M params (~11 MB snapshots), 8x8x1 digits",
+    ),
+}
+
+
+def describe_presets() -> str:
+    """One line per preset, for help texts and error messages."""
+    return "\n".join(f"{name}: {desc}" for name, (_, desc) in PRESETS.items())
+
+
+def load_model(spec: str, *, seed: int = 0):
+    """Build or load the Keras model a spec names.
+
+    Args:
+        spec: a preset name, ``module:function``, ``file.py:function`` or a ``.keras`` path.
+        seed: seeds Keras, numpy and Python before building, for identical initial
+            weights on every peer (ignored for ``.keras`` files, which carry weights).
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
+    Raises:
+        ModelSpecError: unknown preset, module or function not found, file missing or
+            unreadable, or the result is not a Keras model. The message names the
+            spec and the fix.
+
+    Example:
+        >>> model = load_model("digits-mlp", seed=1)     # doctest: +SKIP
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelSpecError(f"model spec {spec!r} is empty: use one of {', '.join(PRESETS)}, "
+                             "module:function or a .keras file")
+    spec = spec.strip()
+    if spec in PRESETS:
+        builder = PRESETS[spec][0]
+        kind = "preset"
+    elif spec.endswith(".keras"):
+        return _load_keras_file(spec)
+    elif ":" in spec:
+        builder = _resolve_function(spec)
+        kind = "function"
+    else:
+        raise ModelSpecError(
+            f"model spec {spec!r} is not a preset, module:function or .keras file: "
+            f"use one of {', '.join(PRESETS)}, e.g. --model digits-cnn"
+        )
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    try:
+        model = builder()
+    except UserError:
+        raise
+    except Exception as exc:
+        if kind == "preset":
+            raise
+        raise ModelSpecError(
+            f"model spec {spec!r}: the function raised {type(exc).__name__}: {exc}; fix the function"
+        ) from exc
+    return _check_model(model, spec)
+
+
+def _check_model(model, spec: str):
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ModelSpecError(
+            f"model spec {spec!r} returned {type(model).__name__}, not a keras.Model: "
+            "return e.g. keras.Sequential([...])"
+        )
+    return model
+
+
+def _resolve_function(spec: str) -> Callable:
+    module_name, _, func_name = spec.rpartition(":")
+    if not module_name or not func_name.isidentifier():
+        raise ModelSpecError(f"model spec {spec!r} is not module:function: use e.g. mypkg.models:build")
+    try:
+        if module_name.endswith(".py"):
+            module = _import_file(Path(module_name), spec)
+        else:
+            module = _import_module(module_name, spec)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise ModelSpecError(
+            f"model spec {spec!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}; fix the module"
+        ) from exc
+    func = getattr(module, func_name, None)
+    if func is None or not callable(func):
+        raise ModelSpecError(
+            f"model spec {spec!r}: {module_name!r} has no function {func_name!r}; check the name"
+        )
+    return func
+
+
+def _import_module(name: str, spec: str):
+    # A console script does not put the working directory on sys.path; a user
+    # running `learnae peer start --model mymodels:build` from their project expects it.
+    cwd = str(Path.cwd())
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            raise ModelSpecError(
+                f"model spec {spec!r}: no module named {exc.name!r}; check the name and that it is "
+                "importable from the working directory or PYTHONPATH"
+            ) from None
+        raise
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def _import_file(path: Path, spec: str):
+    path = path.expanduser()
+    if not path.is_file():
+        raise ModelSpecError(f"model spec {spec!r}: no such file {str(path)!r}; check the path")
+    mod_spec = importlib.util.spec_from_file_location(f"learnae_user_model_{path.stem}", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def _load_keras_file(spec: str):
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelSpecError(f"model spec {spec!r}: no such .keras file; check the path")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelSpecError(
+            f"model spec {spec!r}: cannot load the .keras file ({type(exc).__name__}: {exc}); "
+            "save it with model.save('model.keras')"
+        ) from exc
+    return _check_model(model, spec)
