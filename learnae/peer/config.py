@@ -39,6 +39,8 @@ __all__ = [
     "default_data_dir",
     "load_config",
     "config_fields",
+    "flag_name",
+    "env_name",
 ]
 
 CONFIG_FILE = "config.toml"
