@@ -1,0 +1,214 @@
+"""GossipSub as learnae runs it: tuned parameters, and no silent loss anywhere.
+
+py-libp2p 0.8.1 loses messages without a word in four places (../shared/FACTS.md);
+this module closes each one:
+
+* **Spam protection** drops more than 10 msg/s per topic and forwarder. We keep
+  it, with a limit far above what our paced publishers send, and every drop
+  is counted (``dropped["rate-limit"]``) and logged at WARNING.
+* **Outbound queues** of 32 RPCs per peer overflow and drop. We give each peer
+  a deeper queue (:attr:`GossipParams.outbound_queue_rpcs`), publishers wait
+  for it to drain (see :mod:`learnae.gossip.announce`), and a drop that still
+  happens is counted (``dropped["outbound-queue-full"]``) with a WARNING.
+* **Subscriptions** hand messages to a 32-slot channel with ``send_nowait``.
+  :class:`LearnaePubsub` delivers into an :class:`~learnae.gossip.inbox.Inbox`
+  instead, which never drops without counting and warning.
+* **Heartbeat** defaults to 120 s in the constructor; we use 1 s, and turn off the
+  "adaptive" mode that can stretch it to 30-60 s.
+
+Own messages are flood-published to every subscribed peer (go-libp2p's default):
+one hop to everyone, and nothing lost in the second after a connect while the
+mesh is still empty. Relays forward along the mesh only.
+
+Mesh parameters for 4-64 peers (the GossipSub paper's values, which go-libp2p
+also ships): D=6, D_low=4, D_high=12. With 4-7 peers everyone is in everyone's
+mesh (flooding, lowest latency); with 64 peers a message reaches everyone in
+about log_6(64) ~ 2.3 hops, while each peer forwards at most 12 copies. The
+gossip window (3 heartbeats of IHAVE) repairs any missed hop within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.score import ScoreParams, TopicScoreParams
+from libp2p.pubsub.validators import signature_validator
+
+__all__ = ["GossipParams", "LearnaeGossipSub", "LearnaePubsub", "make_router", "score_params"]
+
+log = logging.getLogger(__name__)
+
+# meshsub 1.2/1.1/1.0: what Kubo v0.22 (go-libp2p-pubsub) and py-libp2p both speak.
+PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class GossipParams:
+    """GossipSub settings; the defaults suit swarms of 4 to 64 peers."""
+
+    degree: int = 6  # D: target mesh peers per topic
+    degree_low: int = 4  # D_low: graft below this
+    degree_high: int = 12  # D_high: prune above this
+    heartbeat_s: int = 1  # mesh maintenance + IHAVE gossip (go-libp2p uses 1 s)
+    gossip_window: int = 3  # heartbeats of history advertised in IHAVE
+    gossip_history: int = 5  # heartbeats of messages kept for IWANT
+    seen_ttl_s: int = 120  # duplicate suppression window
+    # py-libp2p's spam guard, per forwarding peer and topic. Publishers are paced
+    # far below this (announce.max_rate_per_s); a relay forwards every author's
+    # messages, so the limit must cover the whole swarm's rate.
+    max_msgs_per_peer_per_s: float = 2000.0
+    outbound_queue_rpcs: int = 1024  # per peer (py-libp2p default: 32)
+    # Send our own messages to every subscribed peer, not only the mesh (go-libp2p's
+    # default floodPublish): one hop to everyone, and no loss while the mesh forms.
+    flood_publish: bool = True
+    # Scoring: each invalid message costs the forwarder this much score; the
+    # counter decays by this factor per heartbeat (0.99/s: half-life ~70 s).
+    invalid_penalty: float = 10.0
+    invalid_decay: float = 0.99
+    publish_threshold: float = -500.0  # messages from peers below this are ignored
+    gossip_threshold: float = -100.0  # no IHAVE/IWANT exchange below this
+    graylist_threshold: float = -1000.0
+
+
+def score_params(p: GossipParams) -> ScoreParams:
+    """Scoring where only invalid messages move the score (down), so rejected
+    senders end up below zero and, persistently bad ones, below the thresholds."""
+    cap = math.ceil(-p.graylist_threshold / p.invalid_penalty) + 1
+    return ScoreParams(
+        p4_invalid_messages=TopicScoreParams(weight=p.invalid_penalty, cap=cap, decay=p.invalid_decay),
+        publish_threshold=p.publish_threshold,
+        gossip_threshold=p.gossip_threshold,
+        graylist_threshold=p.graylist_threshold,
+    )
+
+
+class LearnaeGossipSub(GossipSub):
+    """GossipSub that counts and reports every message it drops."""
+
+    def __init__(self, params: GossipParams):
+        super().__init__(
+            protocols=list(PROTOCOLS),
+            degree=params.degree,
+            degree_low=params.degree_low,
+            degree_high=params.degree_high,
+            heartbeat_interval=params.heartbeat_s,
+            heartbeat_initial_delay=0.1,
+            gossip_window=params.gossip_window,
+            gossip_history=params.gossip_history,
+            score_params=score_params(params),
+            adaptive_gossip_enabled=False,  # it can stretch the heartbeat to 30-60 s
+            spam_protection_enabled=True,
+            max_messages_per_topic_per_second=params.max_msgs_per_peer_per_s,
+            # Needs >= 3 distinct IPs in the mesh: meaningless on one host or a small LAN,
+            # and it grafts past D_high. Scoring guards the mesh instead.
+            eclipse_protection_enabled=False,
+        )
+        self.dropped: Counter[str] = Counter()
+        self.flood_publish = params.flood_publish
+
+    def _get_peers_to_send(self, topic_ids, msg_forwarder: ID, origin: ID, msg_id: bytes | None = None):
+        peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
+        if self.flood_publish and self.pubsub is not None and origin == self.pubsub.my_id \
+                and msg_forwarder == origin:
+            for t in topic_ids:
+                for p in self.pubsub.peer_topics.get(t, ()):
+                    if p != origin and p in self.peer_protocol and self.scorer.allow_publish(p, [t]):
+                        peers.add(p)
+        return peers
+
+    def _check_spam_protection(self, peer_id: ID, msg: rpc_pb2.Message) -> bool:
+        ok = super()._check_spam_protection(peer_id, msg)
+        if not ok:
+            self.dropped["rate-limit"] += 1
+            log.warning(
+                "dropped a message forwarded by %s: more than %g msg/s on one topic "
+                "(raise GossipParams.max_msgs_per_peer_per_s if this swarm is that busy)",
+                peer_id, self.max_messages_per_topic_per_second,
+            )
+        return ok
+
+    def _handle_dropped_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, reason: str) -> None:
+        if rpc.publish:
+            key = "outbound-queue-full" if reason == "queue_full" else f"outbound-{reason}"
+            self.dropped[key] += len(rpc.publish)
+            log.warning(
+                "dropped %d message(s) to %s: %s (the peer reads slower than we send)",
+                len(rpc.publish), peer_id, reason,
+            )
+        super()._handle_dropped_rpc(peer_id, rpc, reason)
+
+
+class LearnaePubsub(Pubsub):
+    """Pubsub with a deeper outbound queue, counted signature failures, an
+    inbox per topic instead of a lossy channel, and a shutdown that stops
+    accepting traffic before its services stop."""
+
+    def __init__(self, host, router: LearnaeGossipSub, params: GossipParams):
+        super().__init__(host, router, strict_signing=True, seen_ttl=params.seen_ttl_s,
+                         cache_size=1024)
+        self.params = params
+        self.inboxes: dict = {}  # topic -> Inbox
+        self.closing = False
+        self.rejected_unsigned = 0
+        self.on_bad_pubsub_signature = None  # callback(forwarder: ID)
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        if self.closing:
+            return
+        await super()._handle_new_peer(peer_id)
+        queue = self.peer_queues.get(peer_id)
+        if queue is not None:
+            queue._queue.max_size = self.params.outbound_queue_rpcs
+
+    async def continuously_read_stream(self, stream) -> None:
+        try:
+            await super().continuously_read_stream(stream)
+        except RuntimeError as exc:  # "Nursery is closed to new arrivals" while stopping
+            if not self.closing and self.manager.is_running:
+                raise
+            log.debug("read loop ended during shutdown: %s", exc)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        if self.closing:
+            return
+        # Count the messages the libp2p-level signature check would drop silently.
+        if msg_forwarder != self.my_id and not self._is_msg_seen(msg) and not _pubsub_sig_ok(msg):
+            self.rejected_unsigned += 1
+            if self.on_bad_pubsub_signature is not None:
+                self.on_bad_pubsub_signature(msg_forwarder, msg)
+            scorer = getattr(self.router, "scorer", None)
+            if scorer is not None:
+                for t in msg.topicIDs:
+                    scorer.on_invalid_message(msg_forwarder, t)
+            return
+        await super().push_msg(msg_forwarder, msg)
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        for t in publish_message.topicIDs:
+            inbox = self.inboxes.get(t)
+            if inbox is not None:
+                inbox.deliver(publish_message)
+        if any(t not in self.inboxes for t in publish_message.topicIDs):
+            super().notify_subscriptions(publish_message)
+
+
+def _pubsub_sig_ok(msg: rpc_pb2.Message) -> bool:
+    try:
+        return signature_validator(msg)
+    except Exception:  # a malformed key in the message
+        return False
+
+
+def make_router(host, params: GossipParams | None = None) -> tuple[LearnaePubsub, LearnaeGossipSub]:
+    """Build (not start) the Pubsub + GossipSub pair for ``host``."""
+    params = params or GossipParams()
+    gossipsub = LearnaeGossipSub(params)
+    pubsub = LearnaePubsub(host, gossipsub, params)
+    return pubsub, gossipsub

@@ -1,0 +1,168 @@
+"""The validator pipeline every announcement passes before it is delivered or forwarded.
+
+py-libp2p runs topic validators inside ``push_msg``, after its own message
+signature check and before the message is marked seen, handed to the
+subscription and forwarded to the mesh. So a message this pipeline rejects
+never leaves the peer that rejected it, and the forwarder's score drops
+(:func:`learnae.gossip.router.score_params`).
+
+Checks, in order (the first failing one names the reason counted):
+
+==================  ===============================================================
+reason              rejected when
+==================  ===============================================================
+oversize            the message data is over 64 KiB (``MAX_ENTRY_BYTES``)
+undecodable, ...    :func:`learnae.ledger.entry.decode_entry` refuses it (its own
+                    reasons: undecodable, non-canonical, bad-version, bad-schema,
+                    bad-author, bad-signature, future-timestamp)
+wrong-swarm         the entry's ``swarm`` is not this topic's swarm
+signer-mismatch     the entry's author is not the libp2p peer that originally
+                    published the message (its ``from`` field, which libp2p signs)
+chain:<reason>      the chain check supplied by the peer runtime (which owns the
+                    ledger) says the entry breaks its author's chain
+validator-error     the chain check raised; counted and logged, never fatal
+==================  ===============================================================
+
+Example:
+    >>> v = EntryValidator(swarm="8cbb34e94bc00dcc", chain_check=None)
+    >>> v.check(b"\\x00" * 70_000, "12D3KooW...")   # -> (None, "oversize")
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Union
+
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from learnae.errors import InvalidEntryError
+from learnae.ledger.entry import MAX_ENTRY_BYTES, Entry, decode_entry
+
+__all__ = ["EntryValidator", "ChainCheck", "REJECT_REASONS"]
+
+log = logging.getLogger(__name__)
+
+# A chain check returns None when the entry fits its author's chain (accepted,
+# duplicate, or held waiting for its prev), else a short reason ("fork", "bad-prev").
+ChainCheck = Callable[[Entry], Union[str, None, Awaitable[Union[str, None]]]]
+
+REJECT_REASONS = (
+    "oversize", "undecodable", "non-canonical", "bad-version", "bad-schema", "bad-author",
+    "bad-signature", "future-timestamp", "wrong-swarm", "signer-mismatch", "chain",
+    "bad-pubsub-signature", "validator-error",
+)
+_CACHE = 4096  # decoded entries waiting for delivery, by libp2p message id
+
+
+class EntryValidator:
+    """Validates announcement bytes for one swarm; counts rejections by reason and sender.
+
+    Args:
+        swarm: the swarm id the topic belongs to.
+        own_id: this peer's ID (its own entries skip the chain check).
+        chain_check: optional callable (sync or async) from the peer runtime; see
+            :data:`ChainCheck`.
+    """
+
+    def __init__(self, swarm: str, chain_check: ChainCheck | None = None, own_id: str = ""):
+        self.swarm = swarm
+        self.own_id = own_id  # our own announcements skip the chain check (the ledger wrote them)
+        self.chain_check = chain_check
+        self.is_async = chain_check is not None and (
+            inspect.iscoroutinefunction(chain_check)
+            or inspect.iscoroutinefunction(getattr(chain_check, "__call__", None))
+        )
+        self.rejected: Counter[str] = Counter()
+        self.rejected_by_peer: Counter[str] = Counter()
+        self.accepted = 0
+        self._decoded: OrderedDict[bytes, Entry] = OrderedDict()
+
+    # -- the checks that need no ledger ------------------------------------------
+    def check(self, data: bytes, origin: str) -> tuple[Entry | None, str | None]:
+        """Return ``(entry, None)`` if ``data`` passes the stateless checks, else ``(None, reason)``."""
+        if len(data) > MAX_ENTRY_BYTES:
+            return None, "oversize"
+        try:
+            entry = decode_entry(data)
+        except InvalidEntryError as exc:
+            return None, exc.reason
+        if entry.swarm != self.swarm:
+            return None, "wrong-swarm"
+        if entry.author != origin:
+            return None, "signer-mismatch"
+        return entry, None
+
+    def reject(self, reason: str, forwarder: ID | str, origin: str, detail: str = "") -> None:
+        """Count a rejection and log it (INFO: a remote peer's fault, never ours)."""
+        key = reason.split(":", 1)[0] if reason.startswith("chain") else reason
+        self.rejected[key] += 1
+        self.rejected_by_peer[str(forwarder)] += 1
+        log.info("rejected an announcement (%s%s) from origin %s via %s",
+                 reason, f": {detail}" if detail else "", origin, forwarder)
+
+    def _accept(self, msg: rpc_pb2.Message, entry: Entry) -> bool:
+        self.accepted += 1
+        self._decoded[msg.from_id + msg.seqno] = entry
+        if len(self._decoded) > _CACHE:
+            self._decoded.popitem(last=False)
+        return True
+
+    def take_decoded(self, msg: rpc_pb2.Message) -> Entry | None:
+        """The entry the validator decoded for ``msg`` (once), so it is not decoded twice."""
+        return self._decoded.pop(msg.from_id + msg.seqno, None)
+
+    # -- py-libp2p topic validator entry points ----------------------------------
+    def _stateless(self, forwarder: ID, msg: rpc_pb2.Message) -> Entry | None:
+        try:
+            origin = ID(msg.from_id).to_base58()
+        except Exception:
+            self.reject("undecodable", forwarder, "?", "bad from field")
+            return None
+        entry, reason = self.check(msg.data, origin)
+        if reason is not None:
+            self.reject(reason, forwarder, origin)
+        return entry
+
+    def _chain_reason(self, result: str | None, entry: Entry) -> str | None:
+        if result is None:
+            return None
+        return f"chain:{result}"
+
+    def validate_sync(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """Synchronous validator (used when the chain check is synchronous or absent)."""
+        entry = self._stateless(forwarder, msg)
+        if entry is None:
+            return False
+        if self.chain_check is not None and entry.author != self.own_id:
+            try:
+                reason = self._chain_reason(self.chain_check(entry), entry)
+            except Exception as exc:
+                self.reject("validator-error", forwarder, entry.author, repr(exc))
+                log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
+                return False
+            if reason is not None:
+                self.reject(reason, forwarder, entry.author)
+                return False
+        return self._accept(msg, entry)
+
+    async def validate_async(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """Asynchronous validator (used when the chain check is a coroutine function)."""
+        entry = self._stateless(forwarder, msg)
+        if entry is None:
+            return False
+        if entry.author == self.own_id:
+            return self._accept(msg, entry)
+        try:
+            reason = self._chain_reason(await self.chain_check(entry), entry)
+        except Exception as exc:
+            self.reject("validator-error", forwarder, entry.author, repr(exc))
+            log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
+            return False
+        if reason is not None:
+            self.reject(reason, forwarder, entry.author)
+            return False
+        return self._accept(msg, entry)
