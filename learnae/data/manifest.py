@@ -1,0 +1,217 @@
+"""Shard manifests: which shards a published dataset has, and how to fetch one.
+
+``learnae data publish`` cuts a dataset into N shards, puts each one in the store
+(:mod:`learnae.data.shards` bytes) and then puts a manifest, a canonical DAG-CBOR
+map whose shard CIDs are real IPLD links::
+
+    {"format": "learnae-shards/1", "dataset": "digits", "partition": "classes:3",
+     "seed": 0, "num_classes": 10, "sample_shape": [8, 8, 1],
+     "shards": [{"cid": CID, "samples": 360, "classes": [0, 0, 120, ...]}, ...]}
+
+A peer started with ``--dataset <manifest CID> --shard I/N`` fetches the manifest,
+then shard ``I``, and checks the shard against the manifest (sample count, class
+histogram, sample shape). The store is anything with ``async put(bytes) -> CID``
+and ``async get(CID) -> bytes`` (``learnae.storage.Store``; verified against the CID).
+
+Example:
+    >>> manifest_cid, manifest = await publish_shards(store, ds, 4, partition="iid", seed=0)  # doctest: +SKIP
+    >>> mine = await fetch_shard(store, manifest_cid, "2/4")                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from learnae.data.datasets import Dataset, DatasetError
+from learnae.data.shards import InvalidShardError, decode_shard, encode_shard, parse_shard
+
+__all__ = ["MANIFEST_FORMAT", "MAX_MANIFEST_BYTES", "ContentStore", "ShardInfo", "ShardManifest",
+           "encode_manifest", "decode_manifest", "publish_shards", "publish_shard",
+           "fetch_manifest", "fetch_shard", "shard_entry_body"]
+
+MANIFEST_FORMAT = "learnae-shards/1"
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_SHARDS = 65536
+_KEYS = {"format", "dataset", "partition", "seed", "num_classes", "sample_shape", "shards"}
+
+
+class ContentStore(Protocol):
+    """The part of ``learnae.storage.Store`` this module uses."""
+
+    async def put(self, data: bytes) -> Any:
+        """Store ``data``; return its CID."""
+
+    async def get(self, cid: Any) -> bytes:
+        """Return the verified bytes of ``cid``; raises ``FetchError`` when unavailable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """One shard of a manifest: its CID, sample count and samples per class."""
+
+    cid: Any  # multiformats.CID
+    samples: int
+    classes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardManifest:
+    """A published, partitioned dataset."""
+
+    dataset: str
+    partition: str
+    seed: int
+    num_classes: int
+    sample_shape: tuple[int, ...]
+    shards: tuple[ShardInfo, ...]
+
+
+def encode_manifest(m: ShardManifest) -> bytes:
+    """Canonical DAG-CBOR bytes of a manifest (same manifest, same bytes, same CID)."""
+    import dag_cbor
+
+    return dag_cbor.encode({
+        "format": MANIFEST_FORMAT,
+        "dataset": m.dataset,
+        "partition": m.partition,
+        "seed": int(m.seed),
+        "num_classes": int(m.num_classes),
+        "sample_shape": [int(d) for d in m.sample_shape],
+        "shards": [{"cid": s.cid, "samples": int(s.samples), "classes": [int(c) for c in s.classes]}
+                   for s in m.shards],
+    })
+
+
+def _int(value: Any, what: str, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise InvalidShardError(f"manifest {what} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) > 1024:
+        raise InvalidShardError(f"manifest {what} must be a string of at most 1024 characters")
+    return value
+
+
+def decode_manifest(data: bytes) -> ShardManifest:
+    """Parse and validate manifest bytes (from the network: trust nothing).
+
+    Raises:
+        InvalidShardError: oversize, not canonical DAG-CBOR, wrong format, missing or
+            extra keys, wrong types, histograms that do not add up to the sample count.
+    """
+    import dag_cbor
+    from multiformats import CID
+
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) > MAX_MANIFEST_BYTES:
+        raise InvalidShardError("manifest bytes are missing or larger than the limit")
+    data = bytes(data)
+    try:
+        raw = dag_cbor.decode(data)
+    except Exception as exc:  # dag_cbor raises its own error types
+        raise InvalidShardError(f"manifest is not DAG-CBOR: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
+        raise InvalidShardError(f"not a learnae shard manifest (format is not {MANIFEST_FORMAT!r})")
+    if set(raw) != _KEYS:
+        raise InvalidShardError(f"manifest keys are {sorted(raw)}, expected {sorted(_KEYS)}")
+    if dag_cbor.encode(raw) != data:
+        raise InvalidShardError("manifest is not canonical DAG-CBOR")
+    num_classes = _int(raw["num_classes"], "num_classes", 1, 1_000_000)
+    shape = raw["sample_shape"]
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 8:
+        raise InvalidShardError("manifest sample_shape must be a list of 1-8 dimensions")
+    sample_shape = tuple(_int(d, "sample_shape entry", 1, 1 << 24) for d in shape)
+    shards_raw = raw["shards"]
+    if not isinstance(shards_raw, list) or not 1 <= len(shards_raw) <= MAX_SHARDS:
+        raise InvalidShardError(f"manifest shards must be a list of 1-{MAX_SHARDS} entries")
+    shards = []
+    for i, s in enumerate(shards_raw):
+        if not isinstance(s, dict) or set(s) != {"cid", "samples", "classes"}:
+            raise InvalidShardError(f"manifest shard {i} must have exactly cid, samples, classes")
+        if not isinstance(s["cid"], CID):
+            raise InvalidShardError(f"manifest shard {i} cid is not an IPLD link")
+        samples = _int(s["samples"], f"shard {i} samples", 1, 1 << 40)
+        hist = s["classes"]
+        if not isinstance(hist, list) or len(hist) != num_classes:
+            raise InvalidShardError(f"manifest shard {i} classes must list {num_classes} counts")
+        counts = tuple(_int(c, f"shard {i} class count", 0, 1 << 40) for c in hist)
+        if sum(counts) != samples:
+            raise InvalidShardError(f"manifest shard {i} class counts add up to {sum(counts)}, not {samples}")
+        shards.append(ShardInfo(s["cid"], samples, counts))
+    return ShardManifest(
+        dataset=_str(raw["dataset"], "dataset"),
+        partition=_str(raw["partition"], "partition"),
+        seed=_int(raw["seed"], "seed", -(1 << 63), (1 << 64) - 1),
+        num_classes=num_classes,
+        sample_shape=sample_shape,
+        shards=tuple(shards),
+    )
+
+
+async def publish_shard(store: ContentStore, shard: Dataset):
+    """Put one shard's bytes in the store; returns its CID."""
+    return await store.put(encode_shard(shard))
+
+
+async def publish_shards(store: ContentStore, ds: Dataset, n_shards: int, *, partition: str = "iid",
+                         seed: int = 0):
+    """Partition ``ds``, put every shard and the manifest in ``store``.
+
+    Returns:
+        ``(manifest_cid, manifest)``.
+
+    Raises:
+        DatasetError / PartitionError: bad ``n_shards`` or partition scheme.
+    """
+    from learnae.data.partition import partition as cut
+
+    if type(n_shards) is not int or not 1 <= n_shards <= MAX_SHARDS:
+        raise DatasetError(f"number of shards {n_shards!r} must be an integer in 1..{MAX_SHARDS}")
+    infos = []
+    for i, idx in enumerate(cut(ds.y, n_shards, partition, seed)):
+        part = ds.subset(idx, name=f"{ds.name}[{i}/{n_shards} {partition}]")
+        cid = await publish_shard(store, part)
+        infos.append(ShardInfo(cid, len(part), tuple(part.class_histogram())))
+    manifest = ShardManifest(ds.name, partition, int(seed), ds.num_classes, tuple(ds.x.shape[1:]), tuple(infos))
+    return await store.put(encode_manifest(manifest)), manifest
+
+
+async def fetch_manifest(store: ContentStore, manifest_cid) -> ShardManifest:
+    """Get and validate a manifest. Raises ``InvalidShardError`` on bad bytes."""
+    return decode_manifest(await store.get(manifest_cid))
+
+
+async def fetch_shard(store: ContentStore, manifest_cid, shard: str) -> Dataset:
+    """Get shard ``I`` of the manifest ``manifest_cid`` and check it against the manifest.
+
+    Args:
+        shard: ``"I/N"``; N must equal the manifest's shard count.
+
+    Raises:
+        DatasetError: ``shard`` is malformed, out of range or N differs from the manifest.
+        InvalidShardError: the manifest or shard bytes are bad or do not match.
+    """
+    parsed = parse_shard(shard)
+    manifest = await fetch_manifest(store, manifest_cid)
+    n = len(manifest.shards)
+    if parsed is None or parsed[1] != n:
+        raise DatasetError(f"shard {shard!r} does not fit manifest {manifest_cid}: it has {n} shards, "
+                           f"use --shard I/{n} with I in 0..{n - 1}")
+    info = manifest.shards[parsed[0]]
+    ds = decode_shard(await store.get(info.cid))
+    if (len(ds) != info.samples or tuple(ds.class_histogram()) != info.classes
+            or ds.num_classes != manifest.num_classes or tuple(ds.x.shape[1:]) != manifest.sample_shape):
+        raise InvalidShardError(f"shard {info.cid} does not match its manifest entry (samples, classes or shape)")
+    return ds
+
+
+def shard_entry_body(shard_cid, ds: Dataset, *, manifest_cid=None, index: int | None = None) -> dict:
+    """The body of a ledger ``shard`` entry (DESIGN.md section 4) for this peer's data."""
+    body = {"shard": shard_cid, "samples": len(ds), "classes": ds.class_histogram()}
+    if manifest_cid is not None:
+        body["manifest"] = manifest_cid
+    if index is not None:
+        body["index"] = int(index)
+    return body

@@ -1,0 +1,117 @@
+"""Publishing shards with a manifest, and fetching one back, through a store."""
+
+from __future__ import annotations
+
+import dag_cbor
+import numpy as np
+import pytest
+
+from learnae.data import DatasetError, InvalidShardError, decode_manifest, encode_manifest, load_dataset
+from learnae.data.manifest import ShardInfo, fetch_manifest, fetch_shard, publish_shards, shard_entry_body
+from learnae.data.shards import encode_shard, select_shard
+from learnae.testing.fake_store import MemoryStore
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+async def test_publish_then_fetch_gives_the_same_shard(digits):
+    store = MemoryStore()
+    manifest_cid, manifest = await publish_shards(store, digits, 4, partition="classes:3", seed=5)
+    assert len(manifest.shards) == 4 and store.puts == 5
+    assert sum(s.samples for s in manifest.shards) <= len(digits)
+    for s in manifest.shards:
+        assert sum(s.classes) == s.samples and sum(c > 0 for c in s.classes) == 3
+    got = await fetch_shard(store, manifest_cid, "2/4")
+    want = select_shard(digits, "2/4", partition="classes:3", seed=5)
+    np.testing.assert_array_equal(got.x, want.x)
+    np.testing.assert_array_equal(got.y, want.y)
+    # publishing again gives identical CIDs (deterministic bytes)
+    again_cid, _ = await publish_shards(MemoryStore(), digits, 4, partition="classes:3", seed=5)
+    assert again_cid == manifest_cid
+    body = shard_entry_body(manifest.shards[2].cid, got, manifest_cid=manifest_cid, index=2)
+    assert body["samples"] == len(got) and body["classes"] == got.class_histogram()
+    dag_cbor.encode(body)  # a ledger entry body must be DAG-CBOR encodable
+
+
+async def test_fetch_shard_with_a_wrong_index_is_a_user_error(digits):
+    store = MemoryStore()
+    cid, _ = await publish_shards(store, digits, 3, partition="iid", seed=0)
+    for shard in ("3/3", "0/4", "x"):
+        with pytest.raises(DatasetError):
+            await fetch_shard(store, cid, shard)
+
+
+async def test_a_shard_that_does_not_match_its_manifest_is_rejected(digits):
+    store = MemoryStore()
+    _, manifest = await publish_shards(store, digits, 2, partition="iid", seed=0)
+    s0 = manifest.shards[0]
+    lying = type(manifest)(manifest.dataset, manifest.partition, manifest.seed, manifest.num_classes,
+                           manifest.sample_shape,
+                           (ShardInfo(manifest.shards[1].cid, s0.samples, s0.classes), manifest.shards[1]))
+    cid = await store.put(encode_manifest(lying))
+    assert manifest.shards[1].classes != s0.classes  # 899 vs 898 samples: they differ
+    with pytest.raises(InvalidShardError, match="does not match"):
+        await fetch_shard(store, cid, "0/2")
+
+
+def test_manifest_round_trip(digits):
+    cid = MemoryStore.cid_of(encode_shard(digits.subset(np.arange(10))))
+    from learnae.data.manifest import ShardManifest
+
+    m = ShardManifest("digits", "iid", 0, 10, (8, 8, 1), (ShardInfo(cid, 10, tuple(digits.subset(np.arange(10)).class_histogram())),))
+    data = encode_manifest(m)
+    assert decode_manifest(data) == m and encode_manifest(decode_manifest(data)) == data
+
+
+def _good() -> dict:
+    cid = MemoryStore.cid_of(b"shard")
+    return {"format": "learnae-shards/1", "dataset": "digits", "partition": "iid", "seed": 0,
+            "num_classes": 3, "sample_shape": [2], "shards": [{"cid": cid, "samples": 3, "classes": [1, 1, 1]}]}
+
+
+def _with(**changes) -> bytes:
+    raw = _good()
+    raw.update(changes)
+    return dag_cbor.encode(raw)
+
+
+def _shard_with(**changes) -> bytes:
+    raw = _good()
+    raw["shards"][0].update(changes)
+    return dag_cbor.encode(raw)
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"\x00\x01garbage",
+    dag_cbor.encode([1, 2, 3]),
+    _with(format="learnae-shards/2"),
+    _with(extra=1),
+    _with(num_classes="3"),
+    _with(num_classes=0),
+    _with(sample_shape=[]),
+    _with(shards=[]),
+    _with(seed=1.5),
+    _shard_with(cid="bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"),
+    _shard_with(samples=4),
+    _shard_with(classes=[1, 2]),
+    _shard_with(classes=[1, 1, -1], samples=1),
+    _shard_with(samples=0, classes=[0, 0, 0]),
+    b"\xa1" + dag_cbor.encode("format")[:-1],
+], ids=lambda d: repr(d[:12]))
+def test_malformed_manifests_are_rejected(data):
+    assert decode_manifest(dag_cbor.encode(_good())).num_classes == 3
+    with pytest.raises(InvalidShardError):
+        decode_manifest(data)
+
+
+def test_non_canonical_manifest_is_rejected():
+    raw = _good()
+    # the same map, but with its keys in reverse (non-canonical) order
+    items = sorted(raw.items(), key=lambda kv: (len(kv[0]), kv[0]), reverse=True)
+    data = bytes([0xA0 + len(items)]) + b"".join(dag_cbor.encode(k) + dag_cbor.encode(v) for k, v in items)
+    with pytest.raises(InvalidShardError):
+        decode_manifest(data)

@@ -1,0 +1,88 @@
+"""Selecting this peer's shard, and shard bytes without pickle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learnae.data import DatasetError, InvalidShardError, decode_shard, encode_shard, load_dataset, select_shard
+from learnae.errors import RemoteError, UserError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_select_shard_is_deterministic_and_shards_are_disjoint(digits):
+    shards = [select_shard(digits, f"{i}/4", partition="classes:3", seed=7) for i in range(4)]
+    again = select_shard(digits, "2/4", partition="classes:3", seed=7)
+    np.testing.assert_array_equal(again.x, shards[2].x)
+    np.testing.assert_array_equal(again.y, shards[2].y)
+    for s in shards:
+        assert len(set(s.y.tolist())) == 3 and s.num_classes == 10
+    rows = [{r.tobytes() for r in s.x} for s in shards]
+    assert sum(len(r) for r in rows) == len(set().union(*rows))  # no sample in two shards
+
+
+def test_iid_shards_cover_the_dataset(digits):
+    sizes = [len(select_shard(digits, f"{i}/3", partition="iid", seed=0)) for i in range(3)]
+    assert sum(sizes) == len(digits) and max(sizes) - min(sizes) <= 1
+
+
+def test_empty_shard_means_everything(digits):
+    assert select_shard(digits, "", partition="iid", seed=0) is digits
+
+
+@pytest.mark.parametrize("shard, fragment", [
+    ("4/4", "out of range"), ("7/3", "out of range"), ("a/b", "I/N"), ("1/0", "I/N"), ("1-4", "I/N"),
+])
+def test_bad_shard_strings_are_user_errors(digits, shard, fragment):
+    with pytest.raises(DatasetError) as info:
+        select_shard(digits, shard, partition="iid", seed=0)
+    assert fragment in str(info.value) and repr(shard) in str(info.value)
+
+
+def test_bad_partition_is_a_user_error(digits):
+    with pytest.raises(UserError, match="dirichlet:ALPHA"):
+        select_shard(digits, "0/2", partition="skewed", seed=0)
+
+
+def test_shard_bytes_round_trip_and_are_deterministic(digits):
+    shard = select_shard(digits, "1/4", partition="dirichlet:0.5", seed=1)
+    data = encode_shard(shard)
+    assert data == encode_shard(shard)
+    back = decode_shard(data)
+    np.testing.assert_array_equal(back.x, shard.x)
+    np.testing.assert_array_equal(back.y, shard.y)
+    assert back.num_classes == 10 and back.name == shard.name
+
+
+def _tamper(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in data
+    return data.replace(old, new, 1)
+
+
+def test_malformed_shard_bytes_are_rejected_as_remote_errors(digits):
+    from safetensors.numpy import save
+
+    good = encode_shard(digits.subset(np.arange(20)))
+    bad = [
+        b"",
+        b"\xff" * 16,
+        good[:-10],
+        _tamper(good, b"learnae-shard/1", b"learnae-shard/9"),
+        save({"x": np.zeros((2, 2), np.float32), "y": np.zeros(2, np.int64)}),  # no metadata
+        save({"x": np.zeros((2, 2), np.float32), "y": np.zeros(3, np.int64)},
+             metadata={"learnae": '{"format":"learnae-shard/1","name":"","num_classes":10}'}),
+        save({"x": np.zeros((2, 2), np.float32), "y": np.array([0, 12], np.int64)},
+             metadata={"learnae": '{"format":"learnae-shard/1","name":"","num_classes":10}'}),
+        save({"x": np.full((2, 2), np.inf, np.float32), "y": np.array([0, 1], np.int64)},
+             metadata={"learnae": '{"format":"learnae-shard/1","name":"","num_classes":10}'}),
+        save({"x": np.zeros((2, 2), np.float32), "y": np.zeros(2, np.int64), "z": np.zeros(1, np.int8)},
+             metadata={"learnae": '{"format":"learnae-shard/1","name":"","num_classes":10}'}),
+    ]
+    for data in bad:
+        with pytest.raises(InvalidShardError) as info:
+            decode_shard(data)
+        assert isinstance(info.value, RemoteError) and info.value.reason == "invalid-shard"
