@@ -1,1 +1,18 @@
-"""learnae.storage (filled in by its issue)."""
+"""learnae.storage: content-addressed storage, Kubo-compatible.
+
+CIDs, the on-disk block store, UnixFS files (the CIDs ``ipfs add`` gives),
+the snapshot codec, Bitswap 1.2.0 on a py-libp2p host, and the Kubo backend.
+Layering: imports libp2p, ipfshttpclient and ``learnae.averaging.compress``;
+never ``learnae.gossip`` or ``learnae.peer`` (a host is passed in).
+"""
+
+from learnae.storage.blockstore import BlockNotFoundError, BlockStore, CorruptBlockError
+from learnae.storage.cid import CID, cid_of, parse_cid
+from learnae.storage.store import EmbeddedStore, Store, open_store
+from learnae.storage.unixfs import unixfs_cid
+
+__all__ = [
+    "CID", "cid_of", "parse_cid", "unixfs_cid",
+    "Store", "EmbeddedStore", "open_store",
+    "BlockStore", "BlockNotFoundError", "CorruptBlockError",
+]
