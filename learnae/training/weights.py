@@ -41,10 +41,13 @@ def _dtype_name(variable) -> str:
     return getattr(dtype, "name", None) or str(dtype)
 
 
-def _stable_name(index: int, variable) -> str:
+def _stable_name(index: int, variable, model_name: str) -> str:
     parts = str(getattr(variable, "path", variable.name)).split("/")
-    # drop the model's own name; strip per-process creation counters from scopes
-    scopes = [_COUNTER.sub("", p) for p in parts[1:-1]] if len(parts) > 2 else []
+    scopes = [_COUNTER.sub("", p) for p in parts[:-1]]
+    # A Sequential model built in code prefixes its own name; the same model loaded
+    # from a .keras file (and a functional model) does not. Drop the prefix.
+    if scopes and scopes[0] == _COUNTER.sub("", model_name):
+        scopes = scopes[1:]
     return "/".join([f"{index:03d}", *scopes, parts[-1]])
 
 
@@ -74,7 +77,7 @@ def tensor_specs(model) -> list[TensorSpec]:
     if not model.built:
         raise ValueError("the model is not built yet: give it an Input layer or call model.build(shape)")
     return [
-        TensorSpec(_stable_name(i, v), tuple(v.shape), "float32")
+        TensorSpec(_stable_name(i, v, model.name), tuple(v.shape), "float32")
         for i, v in enumerate(float_variables(model))
     ]
 

@@ -1,0 +1,160 @@
+"""``GossipAveraging``: let your own ``model.fit(...)`` take part in a learnae swarm.
+
+Add the callback and every ``publish_every`` batches your model's weights are
+published to the swarm; every ``merge_every`` batches the freshest snapshots of up
+to ``k`` neighbours are fetched, validated and averaged into your model, which
+then trains on. Your training loop, data pipeline and model stay yours.
+
+The callback talks to "the peer" through :class:`SwarmPeer`, a three-method
+protocol. The learnae peer runtime provides the real one (its methods block the
+training thread while the trio event loop does the networking);
+:class:`learnae.testing.fake_peer.FakePeer` is an in-process one for tests.
+
+Example::
+
+    import keras
+    from learnae.keras import GossipAveraging
+
+    model = build_my_model()                     # any Keras classifier
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    peer = ...                                   # a running learnae peer (a SwarmPeer)
+    model.fit(x, y, batch_size=32, epochs=20,
+              callbacks=[GossipAveraging(peer, batch_size=32)])
+
+Backends: weights are read and written through ``self.model`` with
+``keras.ops.convert_to_numpy``, so TensorFlow, JAX and PyTorch backends all work
+(under JAX, reading ``self.model`` in a callback syncs the trainer's state, and
+Keras re-reads variables a callback has assigned).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import keras
+import numpy as np
+
+from learnae.training.optim import optimizer_slots
+from learnae.training.weights import TensorSpec, read_weights, tensor_specs, write_weights
+
+__all__ = ["SwarmPeer", "GossipAveraging"]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SwarmPeer(Protocol):
+    """What :class:`GossipAveraging` needs from a peer. All calls block the caller.
+
+    Attributes:
+        publish_every: default publish interval in training steps (batches).
+        merge_every: default merge interval in training steps.
+    """
+
+    publish_every: int
+    merge_every: int
+
+    def join(self, specs: Sequence[TensorSpec]) -> None:
+        """Check the model's tensor specs against the swarm before training starts.
+
+        Raises:
+            learnae.errors.UserError: the model's fingerprint differs from the swarm's.
+        """
+
+    def publish(self, weights: list[np.ndarray], *, step: int, samples: int,
+                metrics: dict[str, float]) -> None:
+        """Publish a snapshot of ``weights`` taken after local step ``step``.
+
+        ``samples`` is the cumulative number of samples trained on; ``metrics`` are
+        the latest training loss/accuracy. Must not raise on network trouble (the
+        peer logs and retries later).
+        """
+
+    def merge(self, weights: list[np.ndarray], *, step: int) -> list[np.ndarray] | None:
+        """Fetch fresh neighbour snapshots and merge them with ``weights``.
+
+        Returns:
+            The merged weights, or ``None`` when no neighbour snapshot was usable
+            (the model then just trains on).
+        """
+
+
+class GossipAveraging(keras.callbacks.Callback):
+    """A Keras callback that publishes and merges weights with a learnae swarm.
+
+    Args:
+        peer: a :class:`SwarmPeer`.
+        publish_every: publish after every this many batches (default: the peer's).
+        merge_every: merge after every this many batches (default: the peer's).
+        batch_size: samples per batch, for the cumulative sample count that
+            weighted merge rules use (Keras does not tell callbacks).
+        momentum_policy: ``"keep"`` (default) leaves optimizer slots alone after a
+            merge, ``"reset"`` zeroes them (see :mod:`learnae.training.adapter`).
+
+    Attributes:
+        step: batches trained so far, across ``fit`` calls.
+        merges: merges that changed the weights.
+    """
+
+    def __init__(self, peer: SwarmPeer, *, publish_every: int | None = None,
+                 merge_every: int | None = None, batch_size: int = 32,
+                 momentum_policy: str = "keep"):
+        super().__init__()
+        if momentum_policy not in ("keep", "reset"):
+            raise ValueError(f"momentum_policy {momentum_policy!r} must be 'keep' or 'reset'")
+        self.peer = peer
+        self.publish_every = int(publish_every or peer.publish_every)
+        self.merge_every = int(merge_every or peer.merge_every)
+        if self.publish_every < 1 or self.merge_every < 1:
+            raise ValueError("publish_every and merge_every must be >= 1")
+        self.batch_size = int(batch_size)
+        self.momentum_policy = momentum_policy
+        self.step = 0
+        self.samples = 0
+        self.merges = 0
+        self._joined = False
+        self._last_published = -1
+        self._metrics: dict[str, float] = {}
+
+    def on_train_begin(self, logs=None) -> None:
+        if not self._joined:
+            self.peer.join(tensor_specs(self.model))
+            self._joined = True
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.step += 1
+        self.samples += self.batch_size
+        self._metrics = {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()
+                         if np.ndim(keras.ops.convert_to_numpy(v)) == 0}
+        # Publish this peer's own progress first, then absorb the neighbours'.
+        if self.step % self.publish_every == 0:
+            self._publish()
+        if self.step % self.merge_every == 0:
+            self._merge()
+
+    def on_train_end(self, logs=None) -> None:
+        # Leave the swarm with this run's final weights.
+        if self.step and self._last_published != self.step:
+            self._publish()
+
+    def _publish(self) -> None:
+        self.peer.publish(read_weights(self.model), step=self.step, samples=self.samples,
+                          metrics=dict(self._metrics))
+        self._last_published = self.step
+
+    def _merge(self) -> None:
+        model = self.model
+        merged = self.peer.merge(read_weights(model), step=self.step)
+        if merged is None:
+            return
+        try:
+            write_weights(model, merged)
+        except ValueError as exc:
+            log.warning("merge result rejected, keeping local weights: %s", exc)
+            return
+        self.merges += 1
+        if self.momentum_policy == "reset" and getattr(model, "optimizer", None) is not None:
+            for v in optimizer_slots(model.optimizer):
+                v.assign(keras.ops.zeros_like(v))
