@@ -121,6 +121,12 @@ class Entry:
     sig: bytes
     _bytes: bytes | None = field(default=None, repr=False, compare=False, kw_only=True)
     _cid: CID | None = field(default=None, repr=False, compare=False, kw_only=True)
+    _verified: bool = field(default=False, repr=False, compare=False, kw_only=True)
+
+    @property
+    def verified(self) -> bool:
+        """True if this object was signed here or decoded with ``verify=True``."""
+        return self._verified
 
     def _signing_dict(self) -> dict:
         return {"v": self.v, "swarm": self.swarm, "author": self.author, "seq": self.seq,
@@ -207,7 +213,7 @@ def sign_entry(identity: Identity, *, swarm: str, seq: int, prev: CID | None, ki
     data = b"\xa9" + signing[1:cut] + _SIG_KEY + sig + signing[cut:]
     if len(data) > MAX_ENTRY_BYTES:
         raise _reject("oversize", f"entry has {len(data)} bytes, the limit is {MAX_ENTRY_BYTES}")
-    return Entry(VERSION, swarm, entry.author, seq, prev, ts, kind, body, sig, _bytes=data)
+    return Entry(VERSION, swarm, entry.author, seq, prev, ts, kind, body, sig, _bytes=data, _verified=True)
 
 
 def _check_fields(e: Entry) -> None:
@@ -284,4 +290,5 @@ def decode_entry(data: bytes, *, verify: bool = True, now: int | None = None,
         start, end = spans["sig"]
         if not _verify(entry.author, b"\xa8" + data[1:start] + data[end:], entry.sig):
             raise _reject("bad-signature", f"signature does not match author {entry.author}")
+        object.__setattr__(entry, "_verified", True)
     return entry

@@ -1,0 +1,174 @@
+"""The SQLite index of a ledger (stdlib ``sqlite3``, WAL mode), rebuildable from the logs.
+
+The index holds no fact that the entry logs do not: every row derives from one
+stored entry, so deleting ``index.sqlite`` and reopening the ledger rebuilds it.
+CIDs are stored as their binary form (BLOB); entry bytes stay in the logs and
+rows point at them (``log``, ``off``, ``len``).
+
+Tables: ``entries`` (by author/seq, kind/time, model CID), ``parents`` (merge
+edges child entry -> parent entry with weight: forward and reverse lineage),
+``forks`` (equivocation proofs), ``meta`` (how far each log is indexed).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from learnae.ledger.cbor import cid_to_bytes
+from learnae.ledger.entry import Entry
+
+__all__ = ["Index", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries(
+    cid BLOB PRIMARY KEY, author TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+    ts INTEGER NOT NULL, swarm TEXT NOT NULL, prev BLOB, log INTEGER NOT NULL,
+    off INTEGER NOT NULL, len INTEGER NOT NULL, model BLOB, step INTEGER, samples INTEGER, shard BLOB
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_author_seq ON entries(author, seq);
+CREATE INDEX IF NOT EXISTS entries_kind_ts ON entries(kind, ts);
+CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
+CREATE INDEX IF NOT EXISTS entries_model ON entries(model);
+CREATE TABLE IF NOT EXISTS parents(
+    child BLOB NOT NULL, child_author TEXT NOT NULL, child_seq INTEGER NOT NULL,
+    parent BLOB NOT NULL, weight REAL NOT NULL, PRIMARY KEY(child, parent)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parents_parent ON parents(parent);
+CREATE INDEX IF NOT EXISTS parents_child_author ON parents(child_author, child_seq);
+CREATE TABLE IF NOT EXISTS forks(
+    author TEXT NOT NULL, seq INTEGER NOT NULL, first BLOB NOT NULL, second BLOB NOT NULL,
+    PRIMARY KEY(author, seq)
+);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+"""
+
+
+class Index:
+    """SQLite tables over the stored entries. Not thread-safe: one owner (the Ledger).
+
+    Args:
+        path: the database file; ``":memory:"`` for a throwaway index.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # the logs, not the index, are the durable truth
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            self.reset()
+        self.db.executescript(_SCHEMA)
+        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._depth = 0
+
+    def reset(self) -> None:
+        """Drop every table (before a rebuild)."""
+        for table in ("entries", "parents", "forks", "meta"):
+            self.db.execute(f"DROP TABLE IF EXISTS {table}")
+        self.db.executescript(_SCHEMA)
+
+    # -- transactions -------------------------------------------------------------------
+
+    def __enter__(self) -> Index:
+        if self._depth == 0:
+            self.db.execute("BEGIN")
+        self._depth += 1
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    # -- writes -----------------------------------------------------------------------
+
+    def add(self, e: Entry, log_id: int, off: int, length: int) -> None:
+        """Index one entry stored at ``(log_id, off, length)``."""
+        cid = cid_to_bytes(e.cid)
+        body = e.body
+        model = step = samples = shard = None
+        if e.kind == "snapshot":
+            model, step, samples = cid_to_bytes(body["model"]), body["step"], body["samples"]
+        elif e.kind == "shard":
+            shard, samples = cid_to_bytes(body["shard"]), body["samples"]
+        self.db.execute(
+            "INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (cid, e.author, e.seq, e.kind, e.ts, e.swarm, cid_to_bytes(e.prev) if e.prev else None,
+             log_id, off, length, model, step, samples, shard),
+        )
+        if e.kind == "snapshot" and body["parents"]:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO parents VALUES (?,?,?,?,?)",
+                [(cid, e.author, e.seq, cid_to_bytes(p["entry"]), p["weight"]) for p in body["parents"]],
+            )
+
+    def add_fork(self, author: str, seq: int, first: bytes, second: bytes) -> None:
+        self.db.execute("INSERT OR IGNORE INTO forks VALUES (?,?,?,?)", (author, seq, first, second))
+
+    def set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    # -- reads ------------------------------------------------------------------------
+
+    def location(self, cid: bytes) -> tuple[int, int, int, str, int] | None:
+        """``(log, off, len, author, seq)`` of a stored entry, or None."""
+        return self.db.execute(
+            "SELECT log, off, len, author, seq FROM entries WHERE cid=?", (cid,)).fetchone()
+
+    def at(self, author: str, seq: int) -> list[bytes]:
+        """CIDs stored for ``(author, seq)`` (two or more only for a fork)."""
+        return [r[0] for r in self.db.execute(
+            "SELECT cid FROM entries WHERE author=? AND seq=?", (author, seq))]
+
+    def head(self, author: str) -> tuple[bytes, int] | None:
+        """``(cid, seq)`` of the author's highest stored entry."""
+        return self.db.execute(
+            "SELECT cid, seq FROM entries WHERE author=? ORDER BY seq DESC LIMIT 1", (author,)).fetchone()
+
+    def fork_seq(self, author: str) -> int | None:
+        row = self.db.execute("SELECT MIN(seq) FROM forks WHERE author=?", (author,)).fetchone()
+        return row[0]
+
+    def forks(self) -> list[tuple[str, int, bytes, bytes]]:
+        return self.db.execute("SELECT author, seq, first, second FROM forks ORDER BY author, seq").fetchall()
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+    def select(self, *, author: str | None = None, kind: str | None = None, since_ms: int | None = None,
+               until_ms: int | None = None, limit: int | None = None) -> list[tuple]:
+        """Rows ``(log, off, len, cid)`` matching the filters, ordered by author then seq."""
+        where, args = [], []
+        for clause, value in (("author=?", author), ("kind=?", kind), ("ts>=?", since_ms), ("ts<?", until_ms)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = "SELECT log, off, len, cid FROM entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY author, seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.db.execute(sql, args).fetchall()
+
+    def latest_snapshot(self, author: str) -> tuple[int, int, int] | None:
+        return self.db.execute(
+            "SELECT log, off, len FROM entries WHERE author=? AND kind='snapshot' ORDER BY seq DESC LIMIT 1",
+            (author,)).fetchone()
+
+    def merged_by(self, entry_cid: bytes) -> list[tuple[bytes, str, int, float]]:
+        """Reverse lineage: ``(child cid, child author, child seq, weight)`` of every merge of an entry."""
+        return self.db.execute(
+            "SELECT child, child_author, child_seq, weight FROM parents WHERE parent=? ORDER BY child_author",
+            (entry_cid,)).fetchall()
+
+    def close(self) -> None:
+        self.db.close()

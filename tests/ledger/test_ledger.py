@@ -1,0 +1,181 @@
+"""The Ledger: own chain, receiving, holding, forks, index rebuild, fetching missing entries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from learnae.ledger import Ledger, Status
+from learnae.ledger.entry import decode_entry, sign_entry
+from tests.ledger.chains import SWARM, ident, make_chain, raw_cid
+
+
+def snapshot_body(tag: str, parents=()):
+    return {"model": raw_cid(tag.encode()), "step": 1, "samples": 10, "metrics": {"loss": 0.5},
+            "parents": [{"entry": p, "weight": 0.5} for p in parents]}
+
+
+def test_append_is_durable_and_resumes(tmp_path, alice):
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        e0 = led.append("join", {"fingerprint": "ff", "framework": "keras", "addrs": []})
+        e1 = led.append("snapshot", snapshot_body("m1"))
+        assert (e0.seq, e1.seq, e1.prev) == (0, 1, e0.cid)
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        assert led.next_seq == 2 and led.head == e1.cid
+        e2 = led.append("leave", {"reason": "done"})
+        assert e2.prev == e1.cid and e2.ts >= e1.ts
+        assert [e.seq for e in led.entries(author=alice.peer_id)] == [0, 1, 2]
+        assert led.latest_snapshot(alice.peer_id) == e1
+
+
+def test_ledger_of_another_key_is_refused(tmp_path, alice, bob):
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        led.append("leave", {"reason": "x"})
+    (tmp_path / "ledger" / "index.sqlite").unlink()
+    with pytest.raises(Exception, match="not of this key"):
+        Ledger.open(tmp_path, bob, swarm=SWARM)
+
+
+def test_receive_outcomes(tmp_path, alice, bob):
+    chain = make_chain(bob, 3)
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        assert led.receive(chain[0].to_bytes()).status is Status.ACCEPTED
+        assert led.receive(chain[0]).status is Status.DUPLICATE
+        assert led.receive(chain[2]).status is Status.HELD
+        assert led.receive(chain[2]).status is Status.DUPLICATE
+        res = led.receive(chain[1])
+        assert res.status is Status.ACCEPTED
+        assert [r.cid for r in res.released] == [chain[2].cid] and len(led.holding) == 0
+        bad = bytearray(chain[1].to_bytes())
+        bad[-1] ^= 1
+        res = led.receive(bytes(bad))
+        assert (res.status, res.reason) == (Status.REJECTED, "bad-signature")
+        other = sign_entry(bob, swarm="other", seq=0, prev=None, kind="leave", body={"reason": "x"})
+        assert led.receive(other).reason == "wrong-swarm"
+        # prev points at an entry of another author: breaks the chain
+        mine = led.append("leave", {"reason": "x"})
+        wrong = sign_entry(bob, swarm=SWARM, seq=3, prev=mine.cid, kind="leave", body={"reason": "y"})
+        assert led.receive(wrong).reason == "bad-chain"
+        assert led.rejected == {"bad-signature": 1, "wrong-swarm": 1, "bad-chain": 1}
+        assert len(led) == 4
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_any_reordering_is_accepted_after_reassembly(tmp_path_factory, seed):
+    a, b = ident(11), ident(12)
+    ca = make_chain(a, 5)
+    cb = make_chain(b, 4, parents=[ca[2].cid])
+    everything = ca + cb
+    shuffled = everything[:]
+    random.Random(seed).shuffle(shuffled)
+    with Ledger.open(tmp_path_factory.mktemp("l"), ident(13), swarm=SWARM) as led:
+        statuses = []
+        for e in shuffled:
+            res = led.receive(e)
+            statuses += [res.status, *(r.status for r in res.released)]
+        assert statuses.count(Status.ACCEPTED) == len(everything)
+        assert len(led.holding) == 0 and len(led) == len(everything)
+        for author, chain in ((a, ca), (b, cb)):
+            assert led.entries(author=author.peer_id) == chain
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seq=st.integers(0, 3), reason=st.text(min_size=1, max_size=20), first_then_second=st.booleans())
+def test_equivocation_produces_a_fork_proof(tmp_path_factory, seq, reason, first_then_second):
+    eve = ident(66)
+    chain = make_chain(eve, 4)
+    twin = sign_entry(eve, swarm=SWARM, seq=seq, prev=chain[seq].prev, kind="leave",
+                      body={"reason": reason}, ts=chain[seq].ts + 1)
+    assert twin.cid != chain[seq].cid
+    with Ledger.open(tmp_path_factory.mktemp("l"), ident(13), swarm=SWARM) as led:
+        for e in chain[:seq]:
+            led.receive(e)
+        pair = (chain[seq], twin) if first_then_second else (twin, chain[seq])
+        assert led.receive(pair[0]).status is Status.ACCEPTED
+        res = led.receive(pair[1])
+        assert res.status is Status.FORK and res.proof.check()
+        assert {res.proof.first.cid, res.proof.second.cid} == {chain[seq].cid, twin.cid}
+        assert led.is_forked(eve.peer_id) and len(led.fork_proofs()) == 1
+        if seq < 3:  # its later work is no longer accepted
+            assert led.receive(chain[seq + 1]).reason == "forked-author"
+
+
+def test_fork_stops_credit_and_survives_index_rebuild(tmp_path, alice):
+    eve, bob = ident(66), ident(2)
+    ce = make_chain(eve, 5)
+    cb = make_chain(bob, 3, parents=[ce[3].cid])  # bob merged eve's seq-3 snapshot
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        for e in ce + cb:
+            assert led.receive(e).status is Status.ACCEPTED
+        before = {c.author: c for c in led.credits()}
+        assert before[eve.peer_id].merged == 1 and before[eve.peer_id].samples == 400
+        twin = sign_entry(eve, swarm=SWARM, seq=3, prev=ce[2].cid, kind="leave", body={"reason": "x"})
+        assert led.receive(twin).status is Status.FORK
+        after = {c.author: c for c in led.credits()}
+        e_credit = after[eve.peer_id]
+        assert e_credit.forked and e_credit.fork_seq == 3 and e_credit.merged == 0
+        assert e_credit.samples == 200 and e_credit.score < before[eve.peer_id].score
+        assert after[bob.peer_id] == before[bob.peer_id]
+    (tmp_path / "ledger" / "index.sqlite").unlink()
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        assert {c.author: c for c in led.credits()} == after
+        assert len(led) == len(ce) + len(cb) + 1 and len(led.fork_proofs()) == 1
+
+
+def test_foreign_entry_in_own_name_is_rejected(tmp_path, alice):
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        e0 = led.append("leave", {"reason": "a"})
+        forged = sign_entry(alice, swarm=SWARM, seq=1, prev=e0.cid, kind="leave", body={"reason": "b"})
+        assert led.receive(forged).reason == "unknown-own-entry"
+        twin = sign_entry(alice, swarm=SWARM, seq=0, prev=None, kind="leave", body={"reason": "c"})
+        assert led.receive(twin).status is Status.FORK  # someone else holds our key: proof kept
+
+
+def test_holding_area_is_bounded(tmp_path, alice):
+    chains = [make_chain(ident(100 + i), 3) for i in range(5)]
+    with Ledger.open(tmp_path, alice, swarm=SWARM, max_held=3) as led:
+        for c in chains:
+            assert led.receive(c[2]).status is Status.HELD
+        assert len(led.holding) == 3 and led.holding.evicted == 2
+        # the newest held entries are still released once their chain arrives
+        led.receive(chains[4][0])
+        assert led.receive(chains[4][1]).released[0].cid == chains[4][2].cid
+
+
+async def test_missing_prev_is_fetched_through_the_hook(tmp_path, alice, bob):
+    chain = make_chain(bob, 6)
+    store = {e.cid: e.to_bytes() for e in chain}
+    store[chain[1].cid] = b"\xa0"  # a block that does not match its CID is refused
+    asked = []
+
+    async def fetch_block(cid):
+        asked.append(cid)
+        await trio.sleep(0)
+        return store[cid]
+
+    with Ledger.open(tmp_path, alice, swarm=SWARM, fetch_block=fetch_block) as led:
+        assert led.receive(chain[5]).status is Status.HELD
+        await led.fill_gaps(timeout_s=5)
+        assert led.rejected.get("cid-mismatch") == 1 and len(led) == 0
+        store[chain[1].cid] = chain[1].to_bytes()
+        await led.fill_gaps(timeout_s=5)
+        assert [e.seq for e in led.entries(author=bob.peer_id)] == [0, 1, 2, 3, 4, 5]
+        assert len(led.holding) == 0
+
+
+def test_torn_tail_is_dropped_on_open(tmp_path, alice):
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        for i in range(3):
+            led.append("leave", {"reason": str(i)})
+    log_path = tmp_path / "ledger" / "own.log"
+    whole = log_path.read_bytes()
+    log_path.write_bytes(whole + whole[: len(whole) // 3 // 2])  # half a record
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        assert led.next_seq == 3 and log_path.stat().st_size == len(whole)
+        assert led.append("leave", {"reason": "again"}).seq == 3
+        assert all(decode_entry(d) for _, d in led.raw_entries())
