@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import asynccontextmanager
 
 import pytest
+import trio
 
 from tests.conftest import SHARED
 
@@ -26,3 +28,32 @@ def load_vectors() -> list[dict]:
 def big_content() -> bytes:
     """content("learnae", 64 MiB): every vector's content is a prefix of it."""
     return content("learnae", max(v["size"] for v in load_vectors()))
+
+
+@asynccontextmanager
+async def running_host(identity=None):
+    """A real py-libp2p host on 127.0.0.1 (fast connects: max_connections_per_peer=1)."""
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.network.config import ConnectionConfig
+
+    from learnae.identity import Identity
+
+    ident = identity or Identity.generate()
+    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    host = new_host(key_pair=ident.to_libp2p_keypair(), listen_addrs=listen,
+                    connection_config=ConnectionConfig(max_connections_per_peer=1))
+    async with host.run(listen_addrs=listen):
+        try:
+            yield host
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(3):
+                for peer in list(host.get_connected_peers()):
+                    try:
+                        await host.disconnect(peer)
+                    except Exception:  # noqa: BLE001 - best effort at teardown
+                        pass
+
+
+def full_addr(host) -> str:
+    return str(host.get_addrs()[0])

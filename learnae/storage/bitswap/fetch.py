@@ -1,0 +1,316 @@
+"""Fetching a DAG over Bitswap: providers, a sliding window of wants, deadlines, retries.
+
+Providers are tried in this order: the ones the caller names (the
+announcement's author first), then every connected peer, then whatever the DHT
+hook (``Bitswap.find_providers``) returns once the others are exhausted. The
+root is asked as WANT-BLOCK of the first provider and as WANT-HAVE of the rest;
+every provider that answers HAVE or delivers a block joins the working set,
+and the remaining blocks are spread over that set, at most ``window_blocks``
+outstanding per provider. A want unanswered after ``request_timeout_s``, or
+answered DONT_HAVE, is asked of the next provider (a provider that times out
+three times is dropped). Every block is verified (its CID is recomputed from
+its bytes), written straight to the block store, and its links are queued,
+so memory holds at most the window, never the file.
+
+Example:
+    stats = await bitswap.fetch(cid, ["/ip4/127.0.0.1/tcp/4010/p2p/12D3KooW..."], timeout_s=30)
+    stats.blocks, stats.bytes, stats.providers
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import multiaddr
+import trio
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from multiformats import CID
+
+from learnae.errors import FetchError, InvalidBlockError, StoreError
+from learnae.storage.bitswap.message import DONT_HAVE, HAVE, WANT_BLOCK, WANT_HAVE, WantEntry
+from learnae.storage.cid import block_key, parse_cid
+
+__all__ = ["FetchStats", "fetch_dag"]
+
+log = logging.getLogger(__name__)
+_MAX_STRIKES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FetchStats:
+    """What a fetch did: blocks and bytes brought over the network, from whom, how long."""
+
+    root: CID
+    blocks: int
+    bytes: int
+    local_blocks: int
+    providers: tuple[str, ...]
+    elapsed_s: float
+
+
+@dataclass(slots=True)
+class _Want:
+    cid: CID
+    peer: object | None = None
+    deadline: float = 0.0
+    asked: set = field(default_factory=set)
+    rounds: int = 0
+
+
+class _Session:
+    def __init__(self, bitswap, root: CID, recursive: bool):
+        self.bs = bitswap
+        self.root = root
+        self.recursive = recursive
+        self.send_ch, self.recv_ch = trio.open_memory_channel(max(4, 2 * bitswap.window_blocks))
+        self.order: list = []
+        self.good: set = set()
+        self.strikes: collections.Counter = collections.Counter()
+        self.inflight: dict[str, _Want] = {}
+        self.per_peer: collections.Counter = collections.Counter()
+        self.state: dict[str, _Want] = {}  # every want not yet served, with who was asked
+        self.todo: collections.deque[CID] = collections.deque()
+        self.listening: set[CID] = set()
+        self.have_asked: dict[str, set] = {}
+        self.dht_asked = False
+        self.blocks = self.bytes = self.local = 0
+        self.from_peers: set[str] = set()
+
+    async def deliver(self, item) -> None:
+        await self.send_ch.send(item)
+
+    # -- providers -----------------------------------------------------------------
+
+    async def add_providers(self, providers: Sequence[object]) -> None:
+        for p in providers:
+            pid = await self._resolve(p)
+            if pid is not None and pid not in self.order and pid != self.bs.host.get_id():
+                self.order.append(pid)
+
+    async def _resolve(self, p) -> ID | None:
+        try:
+            if isinstance(p, ID):
+                return p
+            if isinstance(p, PeerInfo):
+                info = p
+            elif isinstance(p, str) and not p.startswith("/"):
+                return ID.from_base58(p)
+            else:
+                info = info_from_p2p_addr(multiaddr.Multiaddr(str(p)))
+            with trio.fail_after(self.bs.connect_timeout_s):
+                await self.bs.host.connect(info)
+            return info.peer_id
+        except (trio.TooSlowError, Exception) as exc:  # noqa: BLE001 - an unreachable provider is skipped
+            log.info("bitswap: provider %s unusable: %r", p, exc)
+            return None
+
+    def _candidates(self, w: _Want) -> list:
+        return [p for p in self.order if p not in w.asked and self.strikes[p] < _MAX_STRIKES]
+
+    # -- wants ---------------------------------------------------------------------
+
+    def _pick(self, w: _Want):
+        """The provider to ask ``w`` next, or None to wait (all busy) / give up (none left)."""
+        cands = self._candidates(w)
+        good = [p for p in cands if p in self.good]
+        pool = good or cands[:1]
+        free = [p for p in pool if self.per_peer[p] < self.bs.window_blocks]
+        if not free:
+            return None
+        return min(free, key=lambda p: (self.per_peer[p], self.order.index(p)))
+
+    def _send(self, w: _Want, peer) -> None:
+        key = block_key(w.cid)
+        w.peer, w.deadline = peer, trio.current_time() + self.bs.request_timeout_s
+        w.asked.add(peer)
+        self.per_peer[peer] += 1
+        self.inflight[key] = w
+        self.state[key] = w
+        self._listen(w.cid)
+        self.bs.send_wants(peer, [WantEntry(w.cid, WANT_BLOCK, send_dont_have=True)])
+
+    def _listen(self, cid: CID) -> None:
+        if cid not in self.listening:
+            self.listening.add(cid)
+            self.bs.listen(cid, self)
+
+    def _release(self, w: _Want) -> None:
+        if w.peer is not None:
+            self.per_peer[w.peer] -= 1
+            w.peer = None
+
+    async def _retry(self, w: _Want, why: str) -> None:
+        """Ask ``w`` of another provider (or again of the same ones, up to 3 rounds)."""
+        self._release(w)
+        if not self._candidates(w) and not self.dht_asked and self.bs.find_providers is not None:
+            self.dht_asked = True
+            try:
+                with trio.fail_after(self.bs.request_timeout_s * 2):
+                    found = await self.bs.find_providers(w.cid)
+                await self.add_providers(found)
+            except (trio.TooSlowError, Exception) as exc:  # noqa: BLE001 - the DHT is best effort
+                log.info("bitswap: provider lookup for %s failed: %r", w.cid, exc)
+        if not self._candidates(w):
+            w.rounds += 1
+            live = [p for p in self.order if self.strikes[p] < _MAX_STRIKES]
+            if w.rounds >= 3 or not live:
+                raise FetchError(f"no provider delivered block {w.cid} of {self.root} ({why}); "
+                                 f"asked {len(self.order)} peer(s)")
+            w.asked.clear()
+        self.inflight.pop(block_key(w.cid), None)
+        self.todo.appendleft(w.cid)
+
+    async def _schedule(self) -> None:
+        while self.todo:
+            cid = self.todo[0]
+            key = block_key(cid)
+            if key in self.inflight:
+                self.todo.popleft()
+                continue
+            if await self._take_local(cid):
+                self.todo.popleft()
+                continue
+            w = self.state.get(key) or _Want(cid)
+            peer = self._pick(w)
+            if peer is None:
+                if not self._candidates(w):
+                    self.todo.popleft()
+                    await self._retry(w, "no provider left")
+                    continue
+                return  # every provider's window is full
+            self.todo.popleft()
+            self._send(w, peer)
+
+    async def _take_local(self, cid: CID) -> bool:
+        if not self.bs.blocks.has(cid):
+            return False
+        try:
+            data = await trio.to_thread.run_sync(self.bs.blocks.get_block, cid)
+        except StoreError:  # corrupt (now quarantined) or gone: fetch it
+            return False
+        self.local += 1
+        self._queue_links(cid, data)
+        return True
+
+    def _queue_links(self, cid: CID, data: bytes) -> None:
+        if self.recursive:
+            try:
+                links = self.bs.blocks.links(cid, data)
+            except InvalidBlockError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - undecodable dag-cbor from a verified block
+                raise InvalidBlockError(f"block {cid} does not decode: {exc}", reason="bad-block") from None
+            self.todo.extendleft(reversed(links))
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _on_block(self, peer, cid: CID, data: bytes) -> None:
+        key = block_key(cid)
+        w = self.state.pop(key, None)
+        if w is None:
+            return  # a duplicate or a late answer to a want already served
+        if self.inflight.pop(key, None) is not None:
+            self._release(w)
+        elif w.cid in self.todo:  # answered late, after being queued for a retry
+            self.todo.remove(w.cid)
+        await trio.to_thread.run_sync(self.bs.blocks.put_verified, cid, data)
+        self.blocks += 1
+        self.bytes += len(data)
+        self.good.add(peer)
+        self.strikes[peer] = 0
+        self.from_peers.add(str(peer))
+        others = (w.asked | self.have_asked.pop(block_key(cid), set())) - {peer}
+        for other in others:
+            self.bs.send_wants(other, [WantEntry(cid, cancel=True)])
+        self._queue_links(cid, data)
+
+    async def _on_presence(self, peer, cid: CID, kind: int) -> None:
+        if kind == HAVE:
+            self.good.add(peer)
+            return
+        w = self.inflight.get(block_key(cid))
+        if kind == DONT_HAVE and w is not None and w.peer == peer:
+            await self._retry(w, f"{peer} has not got it")
+
+    async def _check_deadlines(self) -> None:
+        now = trio.current_time()
+        for w in [w for w in self.inflight.values() if w.peer is not None and w.deadline <= now]:
+            self.strikes[w.peer] += 1
+            self.bs.stats["want_timeouts"] += 1
+            await self._retry(w, f"{w.peer} did not answer in {self.bs.request_timeout_s} s")
+
+    async def run(self) -> None:
+        if not await self._take_local(self.root):
+            if not self.order and self.bs.find_providers is not None:
+                self.dht_asked = True
+                with trio.move_on_after(self.bs.request_timeout_s * 2):
+                    await self.add_providers(await self.bs.find_providers(self.root))
+            if not self.order:
+                raise FetchError(f"{self.root} is not stored locally and no provider is known or connected")
+            first = self.order[0]
+            w = _Want(self.root)
+            self._send(w, first)
+            others = self.order[1:]
+            if others:
+                self.have_asked[block_key(self.root)] = set(others)
+                for p in others:
+                    self.bs.send_wants(p, [WantEntry(self.root, WANT_HAVE, send_dont_have=True)])
+        while True:
+            await self._schedule()
+            if not self.todo and not self.inflight:
+                return
+            deadlines = [w.deadline for w in self.inflight.values() if w.peer is not None]
+            wake_at = min(deadlines) if deadlines else trio.current_time() + self.bs.request_timeout_s
+            with trio.move_on_at(wake_at):
+                item = await self.recv_ch.receive()
+                if item[0] == "block":
+                    await self._on_block(*item[1:])
+                else:
+                    await self._on_presence(*item[1:])
+            await self._check_deadlines()
+
+    def close(self) -> None:
+        for cid in self.listening:
+            self.bs.unlisten(cid, self)
+        for w in self.inflight.values():
+            if w.peer is not None:
+                self.bs.send_wants(w.peer, [WantEntry(w.cid, cancel=True)])
+
+
+async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
+                    timeout_s: float = 120.0) -> FetchStats:
+    """Fetch ``root`` and (if ``recursive``) its whole DAG into ``bitswap.blocks``.
+
+    Args:
+        bitswap: a running :class:`~learnae.storage.bitswap.Bitswap`.
+        root: the CID to fetch.
+        providers: peers to ask first, in order: full multiaddrs
+            (``/ip4/.../tcp/.../p2p/<id>``, dialled), peer ID strings or
+            ``libp2p`` ``ID``/``PeerInfo`` objects. Connected peers follow.
+        recursive: also fetch every block ``root`` links to.
+        timeout_s: deadline for the whole fetch.
+
+    Raises:
+        FetchError: no provider, or a block no provider delivered in time.
+        InvalidBlockError: a verified block is not decodable as its codec.
+    """
+    root = parse_cid(root)
+    started = time.monotonic()
+    session = _Session(bitswap, root, recursive)
+    try:
+        with trio.fail_after(timeout_s):
+            await session.add_providers(providers)
+            await session.add_providers(bitswap.host.get_connected_peers())
+            await session.run()
+    except trio.TooSlowError:
+        raise FetchError(f"fetching {root} took longer than {timeout_s} s "
+                         f"({session.blocks} blocks received)") from None
+    finally:
+        session.close()
+    return FetchStats(root, session.blocks, session.bytes, session.local,
+                      tuple(sorted(session.from_peers)), time.monotonic() - started)
