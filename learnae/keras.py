@@ -81,6 +81,16 @@ class SwarmPeer(Protocol):
         """
 
 
+def _scalars(logs) -> dict[str, float]:
+    out = {}
+    for key, value in (logs or {}).items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            pass  # not a scalar metric
+    return out
+
+
 class GossipAveraging(keras.callbacks.Callback):
     """A Keras callback that publishes and merges weights with a learnae swarm.
 
@@ -126,8 +136,7 @@ class GossipAveraging(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.step += 1
         self.samples += self.batch_size
-        self._metrics = {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items()
-                         if np.ndim(keras.ops.convert_to_numpy(v)) == 0}
+        self._metrics = _scalars(logs)
         # Publish this peer's own progress first, then absorb the neighbours'.
         if self.step % self.publish_every == 0:
             self._publish()

@@ -218,11 +218,8 @@ class KerasTrainer:
 
     def get_optimizer_state(self) -> list[np.ndarray]:
         """The optimizer's variables (step counter and slots; not the learning rate)."""
-        import keras
-
         with self._lock:
-            return [np.array(keras.ops.convert_to_numpy(v.value), copy=True)
-                    for v in _state_variables(self.optimizer)]
+            return [np.array(W.variable_to_numpy(v), copy=True) for v in _state_variables(self.optimizer)]
 
     def set_optimizer_state(self, arrays: Sequence[np.ndarray]) -> None:
         """Restore what :meth:`get_optimizer_state` returned (same model and optimizer).
@@ -243,13 +240,15 @@ class KerasTrainer:
     def get_progress(self) -> dict[str, int]:
         """Counters a checkpoint needs besides the arrays: step, samples, data position."""
         with self._lock:
-            return {"step": self.step, "samples": self.samples, "epoch": self._epoch, "cursor": self._cursor}
+            return {"step": self.step, "samples": self.samples, "seed": self.seed,
+                    "epoch": self._epoch, "cursor": self._cursor}
 
     def set_progress(self, progress: dict[str, int]) -> None:
         """Restore :meth:`get_progress` output, so training continues with the same batches."""
         with self._lock:
             self.step = int(progress["step"])
             self.samples = int(progress["samples"])
+            self.seed = int(progress.get("seed", self.seed))
             self._epoch = int(progress["epoch"])
             self._order = self._permutation(self._epoch)
             self._cursor = min(int(progress["cursor"]), len(self._order) - 1)

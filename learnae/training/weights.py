@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["TensorSpec", "float_variables", "tensor_specs", "read_weights", "write_weights"]
+__all__ = ["TensorSpec", "float_variables", "tensor_specs", "read_weights", "write_weights", "variable_to_numpy"]
 
 _COUNTER = re.compile(r"_\d+$")
 
@@ -82,14 +82,22 @@ def tensor_specs(model) -> list[TensorSpec]:
     ]
 
 
-def read_weights(model) -> list[np.ndarray]:
-    """The model's snapshot tensors as fresh float32 numpy arrays."""
+def variable_to_numpy(variable) -> np.ndarray:
+    """A Keras variable's value as numpy, on any backend.
+
+    ``KerasVariable.numpy()`` exists on every Keras 3 backend; ``convert_to_numpy``
+    is the fallback for other tensor types (it warns under numpy 2 on TensorFlow).
+    """
+    if hasattr(variable, "numpy"):
+        return np.asarray(variable.numpy())
     import keras
 
-    return [
-        np.array(keras.ops.convert_to_numpy(v.value), dtype=np.float32, copy=True)
-        for v in float_variables(model)
-    ]
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def read_weights(model) -> list[np.ndarray]:
+    """The model's snapshot tensors as fresh float32 numpy arrays."""
+    return [np.array(variable_to_numpy(v), dtype=np.float32, copy=True) for v in float_variables(model)]
 
 
 def write_weights(model, arrays: Sequence[np.ndarray]) -> None:
