@@ -53,8 +53,14 @@ class Index:
         path: the database file; ``":memory:"`` for a throwaway index.
     """
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, readonly: bool = False):
         self.path = path
+        self._depth = 0
+        if readonly:
+            uri = Path(path).resolve().as_uri() + "?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.db.execute("SELECT COUNT(*) FROM entries")  # fail now if it is not our index
+            return
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # the logs, not the index, are the durable truth
@@ -63,7 +69,6 @@ class Index:
             self.reset()
         self.db.executescript(_SCHEMA)
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._depth = 0
 
     def reset(self) -> None:
         """Drop every table (before a rebuild)."""

@@ -23,7 +23,9 @@ Example:
 from __future__ import annotations
 
 import enum
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from multiformats import CID
 
-from learnae.errors import InvalidEntryError, LearnaeError, StoreError
+from learnae.errors import InvalidEntryError, LearnaeError, StoreError, UserError
 from learnae.identity import Identity
 from learnae.ledger.cbor import cid_from_bytes, cid_to_bytes
 from learnae.ledger.entry import Entry, decode_entry, now_ms, sign_entry
@@ -110,19 +112,70 @@ class Ledger:
         fetch_block: optional ``async (cid) -> bytes`` used by :meth:`fill_gaps`
             to fetch missing ``prev`` entries (any callable; e.g. a Store's ``get_block``).
         max_held: capacity of the out-of-order holding area.
+        readonly: read without writing anything (safe next to a running peer): the
+            on-disk index is used when it is current, else an in-memory one is built.
+
+    Raises:
+        UserError: another process (a running peer) has the ledger open for writing.
+        StoreError: the stored chain is damaged or belongs to another key.
     """
 
     def __init__(self, directory: Path, identity: Identity | None = None, *, swarm: str | None = None,
-                 fetch_block: FetchBlock | None = None, max_held: int = 1024):
+                 fetch_block: FetchBlock | None = None, max_held: int = 1024, readonly: bool = False):
         self.dir = Path(directory)
+        self.readonly = readonly
         self.identity = identity
+        self._lock_fd = None
+        if readonly:
+            self._open_readonly()
+        else:
+            try:
+                self._open_writable()
+            except BaseException:
+                self._unlock()
+                raise
         self.swarm = swarm
         self.fetch_block = fetch_block
         self.holding = HoldingArea(max_held)
         self.rejected: dict[str, int] = {}  # reason -> count
+        self._load_own_head()
+
+    def _open_readonly(self) -> None:
+        self._own = EntryLog(self.dir / "own.log", readonly=True)
+        self._recv = EntryLog(self.dir / "received.log", readonly=True)
+        self._logs = (self._own, self._recv)
+        db = self.dir / "index.sqlite"
+        try:
+            self.index = Index(db, readonly=True) if db.exists() else None
+            current = self.index is not None and (self.index.get_meta("own_size"), self.index.get_meta(
+                "recv_size")) == (self._own.size, self._recv.size)
+        except sqlite3.DatabaseError:
+            current = False
+        if not current:
+            if self.index is not None:
+                self.index.close()
+            self.index = Index(":memory:")
+            self._catch_up()
+        self._own.records = self._recv.records = []
+
+    def _open_writable(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise UserError(f"{self.dir} is in use by another learnae process (a running peer?); "
+                            f"stop it first, or use a read-only command") from None
         self._own = EntryLog(self.dir / "own.log")
         self._recv = EntryLog(self.dir / "received.log")
         self._logs = (self._own, self._recv)
+        if self._own.records and self.identity is not None:
+            author = decode_entry(self._own.records[0][1], verify=False).author
+            if author != self.identity.peer_id:
+                raise StoreError(f"{self._own.path} holds the chain of {author}, not of this key "
+                                 f"{self.identity.peer_id}; use the data dir that belongs to this key")
         try:
             self.index = Index(self.dir / "index.sqlite")
             self._catch_up()
@@ -133,7 +186,6 @@ class Ledger:
             self.index = Index(self.dir / "index.sqlite")
             self._catch_up()
         self._own.records = self._recv.records = []  # replayed; free the memory
-        self._load_own_head()
 
     @classmethod
     def open(cls, data_dir: Path | str, identity: Identity | None = None, **kwargs) -> Ledger:
@@ -141,10 +193,17 @@ class Ledger:
         return cls(Path(data_dir) / LEDGER_DIR, identity, **kwargs)
 
     def close(self) -> None:
-        self._recv.sync()
+        if not self.readonly:
+            self._recv.sync()
         self.index.close()
         for lg in self._logs:
             lg.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -176,9 +235,6 @@ class Ledger:
             e = decode_entry(data, verify=False)  # verified before it was written here
         except InvalidEntryError as exc:
             raise StoreError(f"{self._logs[log_id].path}: stored entry at byte {off} is damaged ({exc})") from exc
-        if log_id == OWN and self.identity is not None and e.author != self.identity.peer_id:
-            raise StoreError(f"{self._own.path} holds the chain of {e.author}, not of this key "
-                             f"{self.identity.peer_id}; use the data dir that belongs to this key")
         key = cid_to_bytes(e.cid)
         others = [c for c in self.index.at(e.author, e.seq) if c != key]
         self.index.add(e, log_id, off, len(data))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,14 @@ HEADER_BYTES = _HEADER.size
 MAX_RECORD_BYTES = 1 << 20
 
 
-def scan_records(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
-    """Split log bytes into ``[(payload offset, payload)]`` and the length of the valid prefix.
+def scan_records(data: bytes) -> tuple[list[tuple[int, bytes]], int, bool]:
+    """Split log bytes into ``[(payload offset, payload)]``, the valid prefix length, and damage.
 
-    Everything after the first short or corrupt record is the torn tail.
+    The first bad record ends the valid prefix. It is a *torn tail* (an
+    interrupted append: harmless) when it runs to or past the end of the file,
+    or everything from it on is zero bytes (blocks never written before a power
+    cut). Otherwise valid-looking data follows a bad record: the file is
+    *damaged* in the middle, reported as the third value.
     """
     out = []
     pos, size = 0, len(data)
@@ -51,14 +56,19 @@ def scan_records(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
         length, crc = _HEADER.unpack_from(data, pos)
         start = pos + HEADER_BYTES
         end = start + length
-        if length > MAX_RECORD_BYTES or end > size:
+        if length == 0 or length > MAX_RECORD_BYTES or end > size:
             break
         payload = data[start:end]
         if zlib.crc32(payload) != crc:
             break
         out.append((start, payload))
         pos = end
-    return out, pos
+    if pos == size:
+        return out, pos, False
+    rest = data[pos:]
+    length = _HEADER.unpack_from(data, pos)[0] if pos + HEADER_BYTES <= size else 0
+    torn = pos + HEADER_BYTES > size or pos + HEADER_BYTES + length >= size or not rest.strip(b"\0")
+    return out, pos, not torn
 
 
 class EntryLog:
@@ -70,10 +80,16 @@ class EntryLog:
             :attr:`torn_bytes`).
     """
 
+    # Tests set this to write records in small pieces, so a kill -9 can land inside a record
+    # the way a power cut or a full disk leaves one (one pwrite is all-or-nothing for a kill).
+    write_chunk_bytes: int | None = None
+    write_pause_s: float = 0.0  # and pause between the pieces
+
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
         self.torn_bytes = 0
+        self.damaged = False
         if readonly:
             self._fd = os.open(self.path, os.O_RDONLY) if self.path.exists() else None
         else:
@@ -89,8 +105,12 @@ class EntryLog:
             return [], 0
         total = os.fstat(self._fd).st_size
         data = os.pread(self._fd, total, 0)
-        records, valid = scan_records(data)
+        records, valid, damaged = scan_records(data)
+        self.damaged = damaged
         self.torn_bytes = total - valid
+        if damaged and not self.readonly:
+            raise StoreError(f"{self.path} is damaged at byte {valid} of {total} (not an interrupted append); "
+                             f"check with `learnae ledger verify`, then move the file away to start over")
         if self.torn_bytes and not self.readonly:
             log.warning("%s: dropping %d bytes of an interrupted append at the tail", self.path, self.torn_bytes)
             os.ftruncate(self._fd, valid)
@@ -107,9 +127,14 @@ class EntryLog:
             raise StoreError(f"{self.path}: log opened read-only")
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
-            written = os.pwrite(self._fd, record, self.size)
-            if written != len(record):
-                raise OSError(f"short write ({written} of {len(record)} bytes)")
+            step = self.write_chunk_bytes or len(record)
+            for i in range(0, len(record), step):
+                piece = record[i:i + step]
+                written = os.pwrite(self._fd, piece, self.size + i)
+                if written != len(piece):
+                    raise OSError(f"short write ({written} of {len(piece)} bytes)")
+                if self.write_pause_s:
+                    time.sleep(self.write_pause_s)
             if durable:
                 os.fsync(self._fd)
         except OSError as exc:
