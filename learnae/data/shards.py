@@ -28,10 +28,11 @@ import struct
 
 import numpy as np
 
-from learnae.data.datasets import Dataset, DatasetError
+from learnae.data.datasets import Dataset, DatasetError, Splits, load_dataset, split_dataset
 from learnae.errors import RemoteError
 
-__all__ = ["InvalidShardError", "parse_shard", "select_shard", "encode_shard", "decode_shard",
+__all__ = ["InvalidShardError", "parse_shard", "select_shard", "prepare_peer_data", "split_local_shard",
+           "encode_shard", "decode_shard",
            "SHARD_FORMAT", "MAX_SHARD_BYTES"]
 
 SHARD_FORMAT = "learnae-shard/1"
@@ -84,6 +85,38 @@ def select_shard(ds: Dataset, shard: str, *, partition: str = "iid", seed: int =
     index, count = parsed
     parts = cut(ds.y, count, partition, seed)
     return ds.subset(parts[index], name=f"{ds.name}[{index}/{count} {partition}]")
+
+
+def prepare_peer_data(spec: str, shard: str = "", *, partition: str = "iid", seed: int = 0) -> Splits:
+    """Everything a peer trains and evaluates on, from a local dataset spec.
+
+    The dataset is split into train / validation / test with ``seed`` (the same for
+    every peer, so the test set is shared and held out); the peer's shard is cut
+    from ``train`` only.
+
+    Returns:
+        ``Splits(train=<this peer's shard>, validation=<shared>, test=<shared>)``.
+
+    Raises:
+        DatasetError / PartitionError: a bad spec, file, shard or scheme.
+
+    Example:
+        >>> parts = prepare_peer_data("digits", "0/4", partition="classes:3", seed=0)
+        >>> len(set(parts.train.y.tolist())), len(parts.test)
+        (3, 359)
+    """
+    parts = split_dataset(load_dataset(spec), seed=seed)
+    return Splits(select_shard(parts.train, shard, partition=partition, seed=seed), parts.validation, parts.test)
+
+
+def split_local_shard(ds: Dataset, *, seed: int = 0, validation: float = 0.1) -> Splits:
+    """Train / validation parts of a shard fetched from a manifest (no shared test set).
+
+    For ``--dataset <manifest CID>`` the peer only has its own shard; it holds out
+    ``validation`` of it (stratified) for its status line. ``test`` is empty.
+    """
+    parts = split_dataset(ds, seed=seed, validation=validation, test=0.0)
+    return Splits(parts.train, parts.validation, parts.test)
 
 
 def encode_shard(ds: Dataset) -> bytes:

@@ -86,3 +86,26 @@ def test_malformed_shard_bytes_are_rejected_as_remote_errors(digits):
         with pytest.raises(InvalidShardError) as info:
             decode_shard(data)
         assert isinstance(info.value, RemoteError) and info.value.reason == "invalid-shard"
+
+
+def test_peer_data_shares_a_held_out_test_set():
+    from learnae.data.shards import prepare_peer_data
+
+    a = prepare_peer_data("digits", "0/2", partition="iid", seed=0)
+    b = prepare_peer_data("digits", "1/2", partition="iid", seed=0)
+    np.testing.assert_array_equal(a.test.x, b.test.x)
+    np.testing.assert_array_equal(a.validation.y, b.validation.y)
+    test_rows = {r.tobytes() for r in a.test.x}
+    assert sum(r.tobytes() in test_rows for r in np.concatenate([a.train.x, b.train.x])) <= 2
+    assert len(a.train) + len(b.train) + len(a.validation) + len(a.test) == 1797
+    with pytest.raises(DatasetError, match="out of range"):
+        prepare_peer_data("digits", "2/2", seed=0)
+
+
+def test_a_fetched_shard_holds_out_a_validation_part(digits):
+    from learnae.data.shards import split_local_shard
+
+    shard = select_shard(digits, "0/4", partition="classes:2", seed=0)
+    parts = split_local_shard(shard, seed=0)
+    assert len(parts.test) == 0 and len(parts.train) + len(parts.validation) == len(shard)
+    assert set(parts.validation.y.tolist()) == set(shard.y.tolist())
