@@ -27,7 +27,14 @@ from learnae.data.manifest import (
     fetch_shard,
     publish_shards,
 )
-from learnae.data.shards import InvalidShardError, decode_shard, encode_shard, select_shard
+from learnae.data.shards import (
+    InvalidShardError,
+    decode_shard,
+    encode_shard,
+    prepare_peer_data,
+    select_shard,
+    split_local_shard,
+)
 
 __all__ = [
     "Dataset",
@@ -37,6 +44,8 @@ __all__ = [
     "parse_dataset_spec",
     "split_dataset",
     "select_shard",
+    "prepare_peer_data",
+    "split_local_shard",
     "encode_shard",
     "decode_shard",
     "InvalidShardError",
