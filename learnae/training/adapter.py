@@ -244,14 +244,18 @@ class KerasTrainer:
                     "epoch": self._epoch, "cursor": self._cursor}
 
     def set_progress(self, progress: dict[str, int]) -> None:
-        """Restore :meth:`get_progress` output, so training continues with the same batches."""
+        """Restore :meth:`get_progress` output, so training continues with the same batches.
+
+        Only ``step`` is required; missing keys keep sensible defaults (samples =
+        step x batch size, this trainer's seed, start of epoch 0).
+        """
         with self._lock:
             self.step = int(progress["step"])
-            self.samples = int(progress["samples"])
+            self.samples = int(progress.get("samples", self.step * self.batch_size))
             self.seed = int(progress.get("seed", self.seed))
-            self._epoch = int(progress["epoch"])
+            self._epoch = int(progress.get("epoch", 0))
             self._order = self._permutation(self._epoch)
-            self._cursor = min(int(progress["cursor"]), len(self._order) - 1)
+            self._cursor = min(int(progress.get("cursor", 0)), len(self._order) - 1)
 
 
 def _state_variables(optimizer) -> list:
