@@ -49,8 +49,8 @@ class CborError(ValueError):
 
 # -- CIDs ---------------------------------------------------------------------------------
 # multiformats' public constructors validate every argument with typing_validation
-# (~200 us per CID). For the CID shapes the ledger sees all the time we build the same
-# instances through its internal constructor, falling back to CID.decode otherwise.
+# (~200 us per CID). For the CID shapes the ledger sees all the time we build equal
+# instances directly, falling back to CID.decode otherwise.
 
 _B32 = multibase.get("base32")
 _SHA256 = multihash.get("sha2-256")
@@ -60,7 +60,30 @@ for _name in ("dag-cbor", "raw", "dag-pb"):
     _FAST_PREFIXES[bytes((1, _codec.code, 0x12, 0x20))] = _codec  # all three codes are < 0x80
 _DAG_CBOR_PREFIX = b"\x01\x71\x12\x20"
 _DAG_CBOR = multicodec.get("dag-cbor")
-_new_instance = getattr(CID, "_new_instance", None)
+
+
+def _make_fast(codec, digest: bytes) -> CID:
+    # Equivalent to CID._new_instance minus its interning cache, whose key hashing costs
+    # more than everything else here. Checked against CID.decode at import (below).
+    cid = object.__new__(CID)
+    cid._base, cid._version, cid._codec, cid._hashfun, cid._digest = _B32, 1, codec, _SHA256, digest
+    return cid
+
+
+def _self_test() -> bool:
+    try:
+        for prefix in _FAST_PREFIXES:
+            raw = prefix + bytes(range(32))
+            ref = CID.decode(raw).set(base="base32")
+            fast = _make_fast(_FAST_PREFIXES[prefix], raw[2:])
+            if fast != ref or bytes(fast) != raw or str(fast) != str(ref) or hash(fast) != hash(ref):
+                return False
+        return True
+    except Exception:
+        return False
+
+
+_FAST = _self_test()  # a multiformats release with other internals falls back to the public API
 
 
 def cid_from_bytes(raw: bytes) -> CID:
@@ -69,11 +92,11 @@ def cid_from_bytes(raw: bytes) -> CID:
     Raises:
         CborError: if ``raw`` is not a valid CID.
     """
-    codec = _FAST_PREFIXES.get(raw[:4]) if _new_instance is not None else None
+    codec = _FAST_PREFIXES.get(raw[:4]) if _FAST else None
     if codec is not None:
         if len(raw) != 36:
             raise CborError("CID digest has the wrong length")
-        return _new_instance(CID, _B32, 1, codec, _SHA256, raw[2:])
+        return _make_fast(codec, raw[2:])
     try:
         cid = CID.decode(bytes(raw))
     except Exception as exc:  # multiformats raises assorted ValueError/KeyError subclasses
@@ -95,8 +118,8 @@ def cid_to_bytes(cid: CID) -> bytes:
 def dag_cbor_cid(data: bytes) -> CID:
     """The CIDv1 (dag-cbor, sha2-256, base32) of a block of DAG-CBOR bytes."""
     digest = hashlib.sha256(data).digest()
-    if _new_instance is not None:
-        return _new_instance(CID, _B32, 1, _DAG_CBOR, _SHA256, b"\x12\x20" + digest)
+    if _FAST:
+        return _make_fast(_DAG_CBOR, b"\x12\x20" + digest)
     return CID("base32", 1, "dag-cbor", ("sha2-256", digest))
 
 

@@ -55,7 +55,10 @@ def fuzz_cases(seeds: Sequence[bytes], n: int, rng: random.Random) -> Iterator[b
 
 
 def run_fuzz(decode, seeds: Sequence[bytes], n: int, seed: int = 0) -> dict[str, int]:
-    """Feed ``n`` cases to ``decode``; count outcomes by reason ("ok" for accepted).
+    """Feed ``n`` cases to ``decode``; count outcomes by reason.
+
+    "ok" counts accepted inputs that differ from every seed (a decoder bug, or a
+    forged signature: should stay 0); "unchanged" counts mutations that undid themselves.
 
     Any exception other than :class:`~learnae.errors.InvalidEntryError` propagates,
     with the offending input attached as ``exc.fuzz_input``.
@@ -63,10 +66,11 @@ def run_fuzz(decode, seeds: Sequence[bytes], n: int, seed: int = 0) -> dict[str,
     from learnae.errors import InvalidEntryError
 
     counts: dict[str, int] = {}
+    originals = set(seeds)
     for case in fuzz_cases(seeds, n, random.Random(seed)):
         try:
             decode(case)
-            key = "ok"
+            key = "unchanged" if case in originals else "ok"
         except InvalidEntryError as exc:
             key = exc.reason
         except Exception as exc:

@@ -86,11 +86,11 @@ def verify_blocks(blocks: Iterable[tuple[CID | None, bytes]], *, now: int | None
         except InvalidEntryError as exc:
             problems.append(Problem(i, str(cid) if cid else None, None, None, exc.reason, str(exc)))
             continue
-        if cid is not None and cid != e.cid:
+        key = cid_to_bytes(e.cid)
+        if cid is not None and cid_to_bytes(cid) != key:
             problems.append(Problem(i, str(cid), e.author, e.seq, "cid-mismatch",
                                     f"block bytes hash to {e.cid}, not to the CID they are stored under"))
             continue
-        key = cid_to_bytes(e.cid)
         if key in by_cid:
             continue  # the same block twice is harmless
         by_cid[key] = e
