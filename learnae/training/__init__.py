@@ -27,6 +27,9 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "CheckpointMismatchError",
+    "evaluate_model",
+    "read_weights",
+    "write_weights",
 ]
 
 _WHERE = {
@@ -40,6 +43,9 @@ _WHERE = {
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
     "CheckpointMismatchError": "checkpoint",
+    "evaluate_model": "evaluation",
+    "read_weights": "weights",
+    "write_weights": "weights",
 }
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from learnae.errors import UserError
 from learnae.training import weights as W
+from learnae.training.evaluation import evaluate_model, fit_input
 from learnae.training.optim import build_optimizer, is_probability_output, optimizer_slots
 
 __all__ = ["KerasTrainer", "StepResult", "MOMENTUM_POLICIES"]
@@ -91,7 +92,7 @@ class KerasTrainer:
         if not model.built:
             model.build((None, *x.shape[1:]))
         self.model = model
-        self.x = _fit_input(x, model)
+        self.x = fit_input(x, model)
         self.y = y.astype(np.int64)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -195,24 +196,8 @@ class KerasTrainer:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1024) -> tuple[float, float]:
         """Cross-entropy loss and accuracy of the current weights on ``(x, y)``."""
-        import keras
-
-        x = _fit_input(np.asarray(x, dtype=np.float32), self.model)
-        y = np.asarray(y).astype(np.int64)
-        if len(x) == 0:
-            return float("nan"), float("nan")
-        loss_sum = correct = 0.0
         with self._lock:
-            for start in range(0, len(x), batch_size):
-                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-                out = keras.ops.convert_to_numpy(self.model.predict_on_batch(xb)).astype(np.float64)
-                if self.from_logits:
-                    out = np.exp(out - out.max(axis=1, keepdims=True))
-                    out /= out.sum(axis=1, keepdims=True)
-                p = np.clip(out[np.arange(len(yb)), yb], 1e-7, 1.0)
-                loss_sum += float(-np.log(p).sum())
-                correct += float((out.argmax(axis=1) == yb).sum())
-        return loss_sum / len(x), correct / len(x)
+            return evaluate_model(self.model, x, y, from_logits=self.from_logits, batch_size=batch_size)
 
     # -- state for checkpoints --------------------------------------------------------
 
@@ -260,16 +245,3 @@ class KerasTrainer:
 
 def _state_variables(optimizer) -> list:
     return [v for v in optimizer.variables if v.name != "learning_rate"]
-
-
-def _fit_input(x: np.ndarray, model) -> np.ndarray:
-    """Reshape ``x`` to the model's input shape when only the layout differs."""
-    want = tuple(model.input_shape[1:]) if hasattr(model, "input_shape") else None
-    if not want or None in want or tuple(x.shape[1:]) == want:
-        return x
-    if int(np.prod(x.shape[1:])) == int(np.prod(want)):
-        return x.reshape((len(x), *want))
-    raise UserError(
-        f"the dataset's samples have shape {tuple(x.shape[1:])} but the model expects {want}: "
-        "pick a model that matches the dataset (e.g. a digits-* preset for digits)"
-    )

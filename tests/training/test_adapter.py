@@ -176,3 +176,16 @@ async def test_training_in_a_worker_thread_keeps_trio_responsive(mlp, digits):
     assert len(results) == 4 and all(r.samples == 25 * 32 and np.isfinite(r.loss) for r in results)
     assert ticks > 0
     assert (await trio.to_thread.run_sync(trainer.evaluate, digits.test.x, digits.test.y))[1] > 0.85
+
+
+def test_a_snapshot_evaluates_the_same_in_a_fresh_model(mlp, digits):
+    """What `learnae peer eval` does: spec + snapshot tensors -> accuracy."""
+    from learnae.training import evaluate_model, load_model, write_weights
+
+    trainer, _ = mlp
+    fresh = load_model("digits-mlp", seed=123)
+    before = evaluate_model(fresh, digits.test.x, digits.test.y)
+    write_weights(fresh, trainer.get_weights())
+    after = evaluate_model(fresh, digits.test.x.reshape(-1, 64), digits.test.y)
+    assert after == pytest.approx(trainer.evaluate(digits.test.x, digits.test.y), rel=1e-6)
+    assert before[1] < 0.5 < after[1]
