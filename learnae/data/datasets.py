@@ -31,7 +31,7 @@ import numpy as np
 from learnae.errors import UserError
 
 __all__ = ["DatasetError", "Dataset", "DatasetSpec", "Splits", "parse_dataset_spec",
-           "load_dataset", "split_dataset", "BUILTIN"]
+           "load_dataset", "load_npz", "save_npz", "split_dataset", "BUILTIN"]
 
 BUILTIN = ("digits",)
 
@@ -166,6 +166,21 @@ def load_npz(path: Path) -> Dataset:
             f"{where} is not a readable numeric .npz ({exc}): save it with np.savez(path, x=..., y=...)"
         ) from None
     return validate_arrays(x, y, where=where, name=path.stem)
+
+
+def save_npz(ds: Dataset, path: Path) -> None:
+    """Write ``ds`` as an ``.npz`` with ``x`` and ``y`` (atomically; loadable by :func:`load_npz`).
+
+    Example:
+        >>> save_npz(shard, Path("shard-0.npz"))   # doctest: +SKIP
+    """
+    import io
+
+    from learnae.fsutil import atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, x=np.asarray(ds.x, np.float32), y=np.asarray(ds.y, np.int64))
+    atomic_write(Path(path), buf.getvalue())
 
 
 def validate_arrays(x: np.ndarray, y: np.ndarray, *, where: str, name: str = "",

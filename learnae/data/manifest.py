@@ -28,7 +28,7 @@ from learnae.data.shards import InvalidShardError, decode_shard, encode_shard, p
 
 __all__ = ["MANIFEST_FORMAT", "MAX_MANIFEST_BYTES", "ContentStore", "ShardInfo", "ShardManifest",
            "encode_manifest", "decode_manifest", "publish_shards", "publish_shard",
-           "fetch_manifest", "fetch_shard", "shard_entry_body"]
+           "fetch_manifest", "fetch_shard", "shard_entry_body", "manifest_summary"]
 
 MANIFEST_FORMAT = "learnae-shards/1"
 MAX_MANIFEST_BYTES = 4 << 20
@@ -215,3 +215,27 @@ def shard_entry_body(shard_cid, ds: Dataset, *, manifest_cid=None, index: int | 
     if index is not None:
         body["index"] = int(index)
     return body
+
+
+def manifest_summary(manifest: ShardManifest, cid=None) -> dict:
+    """A JSON-ready view of a manifest (CIDs as base32 strings), e.g. for ``learnae data inspect``.
+
+    Example:
+        >>> json.dumps(manifest_summary(manifest, manifest_cid))   # doctest: +SKIP
+    """
+    def text(c) -> str:
+        return str(c.set(base="base32")) if hasattr(c, "set") and c.version == 1 else str(c)
+
+    out = {
+        "dataset": manifest.dataset,
+        "partition": manifest.partition,
+        "seed": manifest.seed,
+        "num_classes": manifest.num_classes,
+        "sample_shape": list(manifest.sample_shape),
+        "samples": sum(s.samples for s in manifest.shards),
+        "shards": [{"index": i, "cid": text(s.cid), "samples": s.samples, "classes": list(s.classes)}
+                   for i, s in enumerate(manifest.shards)],
+    }
+    if cid is not None:
+        out = {"manifest": text(cid), **out}
+    return out

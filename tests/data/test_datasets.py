@@ -100,3 +100,13 @@ def test_split_is_deterministic_disjoint_and_stratified():
 def test_split_rejects_bad_fractions():
     with pytest.raises(DatasetError):
         split_dataset(load_dataset("digits"), seed=0, validation=0.6, test=0.5)
+
+
+def test_save_npz_round_trips(tmp_path):
+    from learnae.data.datasets import save_npz
+
+    ds = load_dataset("digits").subset(np.arange(40))
+    save_npz(ds, tmp_path / "sub" / "part.npz")
+    back = load_dataset(str(tmp_path / "sub" / "part.npz"))
+    np.testing.assert_array_equal(back.x, ds.x)
+    np.testing.assert_array_equal(back.y, ds.y)

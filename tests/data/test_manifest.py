@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from learnae.data import DatasetError, InvalidShardError, decode_manifest, encode_manifest, load_dataset
-from learnae.data.manifest import ShardInfo, fetch_manifest, fetch_shard, publish_shards, shard_entry_body
+from learnae.data.manifest import ShardInfo, fetch_shard, manifest_summary, publish_shards, shard_entry_body
 from learnae.data.shards import encode_shard, select_shard
 from learnae.testing.fake_store import MemoryStore
 
@@ -115,3 +115,14 @@ def test_non_canonical_manifest_is_rejected():
     data = bytes([0xA0 + len(items)]) + b"".join(dag_cbor.encode(k) + dag_cbor.encode(v) for k, v in items)
     with pytest.raises(InvalidShardError):
         decode_manifest(data)
+
+
+async def test_manifest_summary_is_json_ready(digits):
+    import json
+
+    store = MemoryStore()
+    cid, manifest = await publish_shards(store, digits, 3, partition="dirichlet:1.0", seed=2)
+    summary = json.loads(json.dumps(manifest_summary(manifest, cid)))
+    assert summary["manifest"] == str(cid) and summary["samples"] == len(digits)
+    assert [s["cid"] for s in summary["shards"]] == [str(s.cid) for s in manifest.shards]
+    assert summary["shards"][1]["classes"] == list(manifest.shards[1].classes)
