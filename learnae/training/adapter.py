@@ -91,6 +91,12 @@ class KerasTrainer:
             raise UserError(f"training data must be non-empty with one label per sample; got {len(x)} samples, {len(y)} labels")
         if not model.built:
             model.build((None, *x.shape[1:]))
+        outputs = getattr(model, "output_shape", (None, None))[-1]
+        if y.dtype.kind not in "iu" or (len(y) and (int(y.min()) < 0 or (outputs and int(y.max()) >= outputs))):
+            raise UserError(
+                f"the dataset's labels ({y.dtype}, {int(y.min())}..{int(y.max())}) do not fit the model's "
+                f"{outputs} output classes: pick a model with one output per class"
+            )
         self.model = model
         self.x = fit_input(x, model)
         self.y = y.astype(np.int64)

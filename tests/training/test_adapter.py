@@ -65,6 +65,8 @@ def test_flat_samples_are_reshaped_and_wrong_shapes_are_user_errors(keras, digit
     assert trainer.x.shape == (64, 8, 8, 1)
     with pytest.raises(UserError, match="model expects"):
         KerasTrainer.from_spec("digits-mlp", np.zeros((10, 5, 5), np.float32), np.zeros(10, int))
+    with pytest.raises(UserError, match="10 output classes"):
+        KerasTrainer.from_spec("digits-mlp", flat[:20], np.arange(20))
 
 
 def test_set_weights_validates_and_changes_nothing_on_error(mlp):

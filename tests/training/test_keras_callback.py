@@ -82,3 +82,14 @@ def test_reset_policy_zeroes_momentum_after_a_merge(keras, digits):
               callbacks=[GossipAveraging(a, momentum_policy="reset")])
     slots = [v for v in model.optimizer.variables if "momentum" in v.name]
     assert slots and all(not v.numpy().any() for v in slots)
+
+
+def test_a_bad_merge_result_is_ignored(keras, digits):
+    swarm = FakeSwarm()
+    peer = swarm.peer("a", publish_every=2, merge_every=2)
+    peer.merge = lambda weights, *, step: [np.zeros(3, np.float32)]  # a broken peer
+    model = _compiled(keras)
+    cb = GossipAveraging(peer)
+    model.fit(digits.train.x[:128], digits.train.y[:128], batch_size=32, verbose=0, callbacks=[cb])
+    assert cb.step == 4 and cb.merges == 0
+    assert all(np.isfinite(w).all() and w.any() for w in model.get_weights()[::2])
