@@ -54,12 +54,14 @@ def test_gossip_lets_two_skewed_peers_learn_all_classes(keras, digits):
     for _ in range(3):  # the peers take turns, a few epochs each
         for model, cb, (x, y) in zip(models, callbacks, ((xa, ya), (xb, yb))):
             model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[cb])
-    alone = _compiled(keras, seed=0)
-    alone.fit(xa, ya, batch_size=32, epochs=9, verbose=0)
     together = models[0].evaluate(digits.test.x, digits.test.y, verbose=0)[1]
-    by_itself = alone.evaluate(digits.test.x, digits.test.y, verbose=0)[1]
-    assert by_itself < 0.55  # it never saw classes 5-9
-    assert together > 0.8, (together, by_itself)
+    # Alone, peer a never sees a label of 5-9, so its accuracy is capped near the
+    # share of classes 0-4 (~0.5); merged with b it recognises 5-9 too.
+    ceiling_alone = float(np.mean(digits.test.y < 5))
+    unseen = digits.test.y >= 5
+    on_unseen = models[0].evaluate(digits.test.x[unseen], digits.test.y[unseen], verbose=0)[1]
+    assert together > max(0.8, ceiling_alone + 0.25), together
+    assert on_unseen > 0.7, on_unseen
 
 
 def test_a_different_model_is_refused_before_training(keras, digits):
