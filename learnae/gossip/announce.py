@@ -40,7 +40,7 @@ from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
 from learnae.errors import ServiceError
-from learnae.gossip.host import disconnect_all
+from learnae.gossip.host import disconnect_all, stop_listening
 from learnae.gossip.inbox import Inbox
 from learnae.gossip.router import PROTOCOLS, GossipParams, LearnaeGossipSub, LearnaePubsub, make_router
 from learnae.gossip.topics import topic as topic_name
@@ -206,8 +206,9 @@ async def open_gossip(
             finally:
                 with trio.CancelScope(shield=True):
                     await gossip._send.aclose()
-                    with trio.move_on_after(publish.flush_timeout_s):
-                        await gossip._flushed.wait()
+                    if gossip.topic_peers():  # nobody to hear them: do not wait
+                        with trio.move_on_after(publish.flush_timeout_s):
+                            await gossip._flushed.wait()
                     if gossip.pending():
                         log.warning("shutting down with %d announcement(s) still queued",
                                     gossip.pending())
@@ -225,5 +226,6 @@ async def _quiesce(host: IHost, pubsub: LearnaePubsub) -> None:
             host.remove_stream_handler(proto)
         except Exception:  # not registered under this exact id
             pass
+    await stop_listening(host)
     await disconnect_all(host)
     await trio.sleep(0)  # let read loops observe their closed streams

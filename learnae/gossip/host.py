@@ -45,6 +45,7 @@ __all__ = [
     "parse_peer_addr",
     "connect",
     "disconnect_all",
+    "stop_listening",
     "DialError",
 ]
 
@@ -95,7 +96,7 @@ def build_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr], *, mdn
     """Construct (not start) a host with only Noise and Yamux on offer."""
     key_pair = identity.to_libp2p_keypair()
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         listen_addrs=list(listen),
         sec_opt={NOISE_PROTOCOL_ID: noise},
@@ -105,6 +106,16 @@ def build_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr], *, mdn
         enable_upnp=False,
         enable_quic=False,
     )
+    # py-libp2p's AutoConnector dials any peer in the peerstore (addresses other
+    # peers told us about) whenever we have fewer than 100 connections, and redials
+    # the peers we just closed during shutdown. learnae decides whom to dial
+    # (bootstrap, mDNS, the swarm's DHT rendezvous), so it stays off.
+    host.get_network().auto_connector.maybe_connect = _no_auto_connect
+    return host
+
+
+async def _no_auto_connect() -> None:
+    return None
 
 
 @asynccontextmanager
@@ -146,19 +157,36 @@ async def open_host(
                 yield host
             finally:
                 with trio.CancelScope(shield=True):
+                    await stop_listening(host)
                     await disconnect_all(host)
     except OSError as exc:
         raise ServiceError(f"cannot listen on {', '.join(listen_addrs)}: {exc.strerror or exc}") from exc
 
 
-async def disconnect_all(host: IHost, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-    """Close every connection of ``host`` (best effort, bounded by ``timeout_s``)."""
+async def stop_listening(host: IHost, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close the listeners, so no peer can connect while the host shuts down
+    (a connection accepted by a stopping swarm fails with a LifecycleError)."""
     with trio.move_on_after(timeout_s):
-        for peer_id in list(host.get_connected_peers()):
+        for listener in list(host.get_network().listeners.values()):
             try:
-                await host.disconnect(peer_id)
-            except Exception as exc:  # a half-closed connection must not stop shutdown
-                log.debug("disconnect %s: %r", peer_id, exc)
+                await listener.close()
+            except Exception as exc:
+                log.debug("closing listener: %r", exc)
+
+
+async def disconnect_all(host: IHost, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close every connection of ``host`` at once (best effort, bounded by ``timeout_s``)."""
+
+    async def close(peer_id) -> None:
+        try:
+            await host.disconnect(peer_id)
+        except Exception as exc:  # a half-closed connection must not stop shutdown
+            log.debug("disconnect %s: %r", peer_id, exc)
+
+    with trio.move_on_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            for peer_id in list(host.get_connected_peers()):
+                nursery.start_soon(close, peer_id)
 
 
 def full_addrs(host: IHost) -> list[str]:

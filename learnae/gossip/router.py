@@ -160,7 +160,10 @@ class LearnaePubsub(Pubsub):
         self.on_bad_pubsub_signature = None  # callback(forwarder: ID)
 
     async def _handle_new_peer(self, peer_id: ID) -> None:
-        if self.closing:
+        # py-libp2p retries a failed pubsub stream with new_stream(), which *dials* a
+        # peer that has meanwhile disconnected (e.g. one shutting down). A pubsub
+        # stream is only ever opened on an existing connection.
+        if self.closing or not self.host.get_network().connections.get(peer_id):
             return
         await super()._handle_new_peer(peer_id)
         queue = self.peer_queues.get(peer_id)

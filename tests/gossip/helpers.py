@@ -40,7 +40,8 @@ async def _collect(peer: Peer) -> None:
 
 
 @asynccontextmanager
-async def swarm(n: int, links: list[tuple[int, int]] | None = None, *, chain_check=None, collect=True):
+async def swarm(n: int, links: list[tuple[int, int]] | None = None, *, chain_check=None, collect=True,
+                publish=None):
     """``n`` peers; ``links`` (default: a star around peer 0) are dialed, then the
     mesh is given time to form. Yields the list of :class:`Peer`."""
     links = [(i, 0) for i in range(1, n)] if links is None else links
@@ -49,7 +50,8 @@ async def swarm(n: int, links: list[tuple[int, int]] | None = None, *, chain_che
         for _ in range(n):
             ident = Identity.generate()
             host = await stack.enter_async_context(open_host(ident))
-            g = await stack.enter_async_context(open_gossip(host, SWARM, chain_check=chain_check))
+            g = await stack.enter_async_context(open_gossip(host, SWARM, chain_check=chain_check,
+                                                                    publish=publish))
             peers.append(Peer(ident, host, g, dial_line(host)))
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
