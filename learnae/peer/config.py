@@ -145,6 +145,8 @@ class PeerConfig:
     rule: str = _opt("mean", "name", "averaging rule", _choice(*RULES))
     weight_cap: float = _opt(1.0, "fraction", "largest share of a merge any one neighbour may have", _fraction)
     fetch_timeout_s: float = _opt(10.0, "seconds", "deadline for fetching one snapshot", _positive)
+    merge_wait_s: float = _opt(2.0, "seconds", "at a merge, wait this long at most for a fresh neighbour snapshot (bounded staleness; 0 = never wait)", _non_negative)
+    catch_up_s: float = _opt(10.0, "seconds", "on a first start with peers to dial, wait this long at most for their snapshots and start from their average", _non_negative)
     snapshot_encoding: str = _opt("float32", "name", "snapshot tensor encoding", _choice("float32", "float16", "int8"))
     # -- bookkeeping -------------------------------------------------------------------
     checkpoint_every: int = _opt(50, "steps", "save a checkpoint every this many local steps", _positive)

@@ -1,0 +1,372 @@
+"""The peer runtime: one process, one equal member of a swarm (DESIGN.md section 1).
+
+``run_peer(cfg)`` opens, in order: the data-dir lock, the identity, the local
+data and model (bad input fails here, before any networking), the ledger and
+block store, the libp2p host (its dial line is the first line on stdout), then
+Bitswap, GossipSub and discovery on that host, and runs :class:`Peer` until
+``max_steps`` or a signal. Everything it needs to resume lives in the data dir.
+
+The loop, per burst of local steps (in a worker thread, so the network stays
+responsive)::
+
+    train -> every merge_every: fetch up to k fresh neighbour snapshots, validate, merge
+          -> every publish_every: encode, put, append a signed snapshot entry, announce
+          -> every checkpoint_every: save weights, optimizer state, step atomically
+
+Example:
+    >>> cfg, _ = load_config({"data_dir": "/tmp/a", "listen": "/ip4/127.0.0.1/tcp/0"})
+    >>> run_peer(cfg)   # blocks; Ctrl-C publishes a leave entry and exits
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import trio
+
+from learnae.data.datasets import load_dataset, parse_dataset_spec
+from learnae.errors import FetchError, LearnaeError, RemoteError, ServiceError, UserError
+from learnae.identity import Identity
+from learnae.peer.blocks import LedgerBackedBlocks
+from learnae.peer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from learnae.peer.config import PeerConfig
+from learnae.peer.lock import DataDirLock
+from learnae.peer.metrics import PeerMetrics
+from learnae.peer.reporting import StatusReporter
+from learnae.peer.view import SnapshotRef, SwarmView
+from learnae.peer.workload import Workload, prepare_workload
+
+__all__ = ["run_peer", "Peer"]
+
+log = logging.getLogger(__name__)
+
+LEAVE_BUDGET_S = 3.5  # Ctrl-C to exit: checkpoint + leave entry + flush, within 5 s
+KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
+
+
+def run_peer(cfg: PeerConfig) -> None:
+    """Run a peer until ``max_steps`` or SIGINT/SIGTERM (blocking)."""
+    trio.run(_run, cfg)
+
+
+async def _run(cfg: PeerConfig) -> None:
+    from learnae.gossip import dial_line, open_host, swarm_id
+    from learnae.gossip.announce import PublishParams, open_gossip
+    from learnae.gossip.discovery import DiscoveryParams, open_discovery
+    from learnae.ledger import Ledger
+    from learnae.storage.bitswap import Bitswap
+    from learnae.storage.store import open_store
+
+    data_dir = cfg.data_dir.expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with DataDirLock(data_dir):
+        identity = Identity.load_or_create(data_dir)
+        spec = parse_dataset_spec(cfg.dataset)
+        if spec.kind == "cid":
+            raise UserError(
+                f"--dataset {cfg.dataset}: starting from a shard manifest CID needs the shard in the "
+                "local store first: run `learnae ipfs get CID --from PEER` then start again"
+            )
+        dataset = load_dataset(cfg.dataset)
+        work = await trio.to_thread.run_sync(prepare_workload, cfg, dataset)
+        swarm = swarm_id(cfg.swarm, work.fingerprint)
+        resumed = _resume(cfg, work)
+        store = open_store(cfg)
+        with Ledger.open(data_dir, identity) as ledger:
+            async with open_host(identity, [cfg.listen]) as host:
+                print(dial_line(host), flush=True)
+                bitswap = Bitswap(host, LedgerBackedBlocks(store.blocks, ledger))
+                store.fetcher = lambda cid, recursive=True: bitswap.fetch(cid, recursive=recursive)
+                ledger.fetch_block = store.get_block
+                peer = Peer(cfg, identity, work, swarm, ledger, store, bitswap, resumed=resumed)
+                disc_params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
+                async with bitswap.run(), \
+                        open_gossip(host, swarm, chain_check=peer.chain_check,
+                                    publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
+                        open_discovery(host, swarm, disc_params) as discovery:
+                    peer.gossip, peer.discovery, peer.host = gossip, discovery, host
+                    await peer.run()
+
+
+def _resume(cfg: PeerConfig, work: Workload) -> Checkpoint | None:
+    ckpt = load_checkpoint(cfg.data_dir.expanduser())
+    if ckpt is None:
+        return None
+    if ckpt.extra.get("fingerprint") != work.fingerprint:
+        raise UserError(
+            f"{cfg.data_dir}: its checkpoint is for another model (fingerprint "
+            f"{str(ckpt.extra.get('fingerprint'))[:12]}..., --model {cfg.model} has {work.fingerprint[:12]}...); "
+            "use the same --model or another --data-dir"
+        )
+    work.trainer.set_weights(ckpt.weights)
+    work.trainer.set_optimizer_state(ckpt.optimizer)
+    work.trainer.set_progress(ckpt.extra.get("progress") or {"step": ckpt.step, "samples": ckpt.samples})
+    log.info("resumed from checkpoint at step %d", ckpt.step)
+    return ckpt
+
+
+class Peer:
+    """The running peer: training loop, merges, publishing, announcements."""
+
+    def __init__(self, cfg: PeerConfig, identity: Identity, work: Workload, swarm: str, ledger, store,
+                 bitswap, *, resumed: Checkpoint | None = None):
+        self.cfg, self.identity, self.work, self.swarm = cfg, identity, work, swarm
+        self.ledger, self.store, self.bitswap = ledger, store, bitswap
+        self.gossip = self.discovery = self.host = None
+        self.trainer = work.trainer
+        self.resumed = resumed
+        self.metrics = PeerMetrics()
+        self.view = SwarmView(identity.peer_id, seed=cfg.seed)
+        self.parents: list[dict] = []  # merged since the last published snapshot
+        self.own_snapshots: list = []  # CIDs of own snapshots still pinned
+        self.last = {"loss": float("nan"), "accuracy": float("nan")}
+        self.merges = 0
+        self.last_merge = None  # (time, parents merged)
+        self._fresh = trio.Event()  # set when a new neighbour snapshot arrives
+        self._work_scope: trio.CancelScope | None = None
+        self.leave_reason = "stopped"
+        self.reporter = StatusReporter(self)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self.cfg.metrics_port:
+            self.metrics.serve(self.cfg.metrics_port)
+        for entry in self.ledger.entries(since_ms=int((time.time() - self.view.max_age_s) * 1000)):
+            self.view.note_entry(entry)
+        await self._announce_start()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._consume)
+            nursery.start_soon(self.reporter.run)
+            nursery.start_soon(self._fill_gaps)
+            with trio.CancelScope() as self._work_scope:
+                nursery.start_soon(self._watch_signals)
+                await self._work()
+            with trio.move_on_after(LEAVE_BUDGET_S) as budget:
+                budget.shield = True
+                await self._leave()
+            self.reporter.write_record()
+            nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.leave_reason = "interrupted" if signum == signal.SIGINT else "terminated"
+                log.warning("%s: leaving the swarm", signal.Signals(signum).name)
+                if self._work_scope is not None:
+                    self._work_scope.cancel()
+                return
+
+    async def _announce_start(self) -> None:
+        from learnae.data.shards import encode_shard
+        from learnae.gossip import full_addrs
+
+        await self._append("join", {"fingerprint": self.work.fingerprint, "framework": "keras",
+                                    "addrs": full_addrs(self.host)[:32]})
+        if not any(True for _ in self.ledger.entries(author=self.identity.peer_id, kind="shard")):
+            shard_cid = await self.store.put(await trio.to_thread.run_sync(encode_shard, self.work.shard))
+            histogram = {str(label): n for label, n in enumerate(self.work.shard.class_histogram()) if n}
+            await self._append("shard", {"shard": shard_cid, "samples": len(self.work.shard), "classes": histogram})
+
+    async def _leave(self) -> None:
+        await self._checkpoint()
+        await self._append("leave", {"reason": self.leave_reason})
+
+    # -- the training loop -----------------------------------------------------------------
+
+    async def _work(self) -> None:
+        cfg = self.cfg
+        if self.resumed is None and (cfg.bootstrap or cfg.mdns):
+            await self._catch_up()
+        while not cfg.max_steps or self.trainer.step < cfg.max_steps:
+            step = self.trainer.step
+            boundaries = [cfg.publish_every, cfg.merge_every, cfg.checkpoint_every]
+            n = min(b - step % b for b in boundaries)
+            if cfg.max_steps:
+                n = min(n, cfg.max_steps - step)
+            t0 = time.perf_counter()
+            result = await trio.to_thread.run_sync(self.trainer.train_steps, n)
+            self.reporter.train_time_s += time.perf_counter() - t0
+            self.last = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
+            self.metrics.steps.inc(n)
+            self.metrics.samples.inc(result.samples)
+            self.metrics.loss.set(result.loss)
+            step = self.trainer.step
+            if step % cfg.merge_every == 0:
+                await self._merge()
+            if step % cfg.publish_every == 0 or (cfg.max_steps and step >= cfg.max_steps):
+                await self._publish_snapshot()
+            if step % cfg.checkpoint_every == 0:
+                await self._checkpoint()
+        self.leave_reason = "done"
+
+    async def _catch_up(self) -> None:
+        """First start with peers around: begin from their average, not from random weights."""
+        from learnae.averaging import merge
+
+        with trio.move_on_after(self.cfg.catch_up_s):
+            while not self.view.authors():
+                self._fresh = trio.Event()
+                await self._fresh.wait()
+            await trio.sleep(min(1.0, self.cfg.catch_up_s / 4))  # let a few more announce
+        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self._forked(), fresh_only=False)
+        contributions = [c for c in await self._fetch_all(refs) if c is not None]
+        if not contributions:
+            log.info("catch-up: no neighbour snapshot arrived; starting from fresh weights")
+            return
+        first, rest = contributions[0], contributions[1:]
+        result = merge(first.weights, rest, rule="mean") if rest else None
+        self.trainer.set_weights(result.weights if result else first.weights)
+        self.trainer.on_weights_replaced()
+        log.info("caught up from %d peer snapshot(s)", len(contributions))
+
+    # -- merging ----------------------------------------------------------------------------
+
+    def _forked(self) -> set[str]:
+        return {a for a in self.view.authors() if self.ledger.is_forked(a)}
+
+    async def _merge(self) -> None:
+        from learnae.averaging import merge
+
+        refs = self.view.choose(self.cfg.merge_k, exclude=self._forked())
+        if not refs and self.view.authors() and self.cfg.merge_wait_s > 0:
+            with trio.move_on_after(self.cfg.merge_wait_s):
+                while not refs:
+                    self._fresh = trio.Event()
+                    await self._fresh.wait()
+                    refs = self.view.choose(self.cfg.merge_k, exclude=self._forked())
+        if not refs:
+            return
+        by_author = {r.author: r for r in refs}
+        contributions = [c for c in await self._fetch_all(refs) if c is not None]
+        if not contributions:
+            return
+        local = self.trainer.get_weights()
+        result = await trio.to_thread.run_sync(
+            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap))
+        for author, reason in result.excluded.items():
+            self.metrics.rejected.labels(reason=reason).inc()
+            log.warning("merge: excluded the snapshot of %s: %s", author, reason)
+        self.trainer.set_weights(result.weights)
+        self.trainer.on_weights_replaced()
+        for author, weight in result.influence.items():
+            if author in by_author:
+                self.view.mark_merged(by_author[author])
+                self.parents.append({"entry": by_author[author].entry_cid, "weight": float(weight)})
+        self.merges += 1
+        self.metrics.merges.inc()
+        self.last_merge = (time.time(), len(result.influence))
+
+    async def _fetch_all(self, refs: list[SnapshotRef]) -> list:
+        out: list = [None] * len(refs)
+
+        async def one(i: int, ref: SnapshotRef) -> None:
+            out[i] = await self._fetch_snapshot(ref)
+
+        async with trio.open_nursery() as nursery:
+            for i, ref in enumerate(refs):
+                nursery.start_soon(one, i, ref)
+        return out
+
+    async def _fetch_snapshot(self, ref: SnapshotRef):
+        from learnae.averaging import Contribution
+        from learnae.storage.snapshot import decode_snapshot
+
+        t0 = time.monotonic()
+        try:
+            with trio.fail_after(self.cfg.fetch_timeout_s):
+                await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s)
+                data = await self.store.get(ref.model_cid)
+            snap = await trio.to_thread.run_sync(
+                lambda: decode_snapshot(data, fingerprint=self.work.fingerprint))
+        except trio.TooSlowError:
+            return self._reject(ref, "fetch-timeout", f"no block within {self.cfg.fetch_timeout_s} s")
+        except RemoteError as exc:
+            return self._reject(ref, exc.reason, str(exc))
+        except (FetchError, ServiceError, LearnaeError) as exc:
+            return self._reject(ref, "fetch-failed", str(exc))
+        self.metrics.fetch_latency.observe(time.monotonic() - t0)
+        self.metrics.bytes_in.inc(len(data))
+        return Contribution(
+            weights=list(snap.arrays), samples=max(1, ref.samples),
+            staleness_steps=max(0, self.trainer.step - ref.step),
+            staleness_s=max(0.0, time.time() - ref.ts_ms / 1000), author=ref.author,
+        )
+
+    def _reject(self, ref: SnapshotRef, reason: str, detail: str) -> None:
+        self.metrics.rejected.labels(reason=reason).inc()
+        log.warning("snapshot %s of %s rejected (%s): %s", ref.model_cid, ref.author, reason, detail)
+        return None
+
+    # -- publishing and the ledger -------------------------------------------------------------
+
+    async def _append(self, kind: str, body: dict):
+        entry = self.ledger.append(kind, body, swarm=self.swarm)
+        if self.gossip is not None:
+            await self.gossip.publish(entry)
+        return entry
+
+    async def _publish_snapshot(self) -> None:
+        from learnae.storage.snapshot import encode_snapshot
+
+        weights = self.trainer.get_weights()
+        step = self.trainer.step
+        data = await trio.to_thread.run_sync(
+            lambda: encode_snapshot(weights, self.work.names, encoding=self.cfg.snapshot_encoding, step=step))
+        cid = await self.store.put(data)
+        metrics = {k: v for k, v in self.last.items() if v == v}  # drop NaN before the first step
+        await self._append("snapshot", {"model": cid, "step": step, "samples": self.trainer.samples,
+                                        "metrics": metrics, "parents": self.parents})
+        self.parents = []
+        self.metrics.snapshots.inc()
+        self.own_snapshots.append(cid)
+        while len(self.own_snapshots) > KEEP_OWN_SNAPSHOTS:
+            old = self.own_snapshots.pop(0)
+            if old != cid:
+                await self.store.unpin(old)
+
+    async def _checkpoint(self) -> None:
+        ckpt = Checkpoint(
+            step=self.trainer.step, samples=self.trainer.samples, weights=self.trainer.get_weights(),
+            optimizer=self.trainer.get_optimizer_state(),
+            ledger_seq=self.ledger.next_seq - 1,
+            ledger_head=str(self.ledger.head) if self.ledger.head is not None else None,
+            extra={"fingerprint": self.work.fingerprint, "swarm": self.swarm,
+                   "progress": self.trainer.get_progress()},
+        )
+        await trio.to_thread.run_sync(save_checkpoint, self.cfg.data_dir.expanduser(), ckpt)
+        # Neighbours' snapshots are dropped once merged: only pinned blocks (own
+        # latest snapshots, the shard) survive; ledger entries live in the ledger.
+        removed = await self.store.gc()
+        log.debug("checkpoint at step %d; gc removed %d block(s)", ckpt.step, removed)
+
+    def chain_check(self, entry) -> str | None:
+        """Gossip validator hook: the ledger's verdict on an incoming entry."""
+        from learnae.ledger import Status
+
+        result = self.ledger.receive(entry)
+        if result.status is Status.REJECTED:
+            self.metrics.rejected.labels(reason=result.reason or "rejected").inc()
+            return result.reason or "rejected"
+        if result.status is Status.FORK:
+            log.warning("fork: %s signed two entries with seq %d; its work is no longer merged",
+                        entry.author, entry.seq)
+        return None
+
+    async def _consume(self) -> None:
+        async for ann in self.gossip.announcements():
+            self.metrics.announce_latency.observe(max(0.0, ann.received_s - ann.entry.ts / 1000))
+            if self.view.note_entry(ann.entry) is not None:
+                self._fresh.set()
+
+    async def _fill_gaps(self) -> None:
+        """Fetch the missing history of authors whose recent entries arrived first."""
+        while True:
+            await trio.sleep(5)
+            try:
+                await self.ledger.fill_gaps(timeout_s=self.cfg.fetch_timeout_s)
+            except LearnaeError as exc:
+                log.info("ledger gap filling: %s", exc)
+
