@@ -17,6 +17,7 @@ The four stages are the same for every rule:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -65,9 +66,14 @@ def apply_cap(weights: np.ndarray, cap: float) -> np.ndarray:
     return w
 
 
+@functools.cache
+def _accepted(name: str) -> tuple[str, ...]:
+    sig = inspect.signature(RULE_FUNCTIONS[name])
+    return tuple(p for p in sig.parameters if p not in ("local", "contribs"))
+
+
 def _check_params(name: str, params: dict) -> None:
-    fn = RULE_FUNCTIONS[name]
-    accepted = [p for p in inspect.signature(fn).parameters if p not in ("local", "contribs")]
+    accepted = _accepted(name)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise AveragingError(

@@ -84,14 +84,19 @@ def median(local: Sequence[np.ndarray], contribs: Sequence[Contribution]) -> Pla
     return _trim(local, contribs, (n - 1) // 2)
 
 
+def _flat(local, contribs) -> np.ndarray:
+    """All participants as rows of one (n, P) float64 matrix."""
+    return np.stack(
+        [np.concatenate([np.ravel(t) for t in local]).astype(np.float64)]
+        + [np.concatenate([np.ravel(t) for t in c.weights]).astype(np.float64) for c in contribs]
+    )
+
+
 def _sq_distances(local, contribs) -> np.ndarray:
-    n = len(contribs) + 1
-    d2 = np.zeros((n, n))
-    for t in range(len(local)):
-        x = _stack(local, contribs, t).reshape(n, -1)
-        for i in range(n):
-            d2[i] += np.sum((x - x[i]) ** 2, axis=1)
-    return d2
+    # exact differences, not the Gram trick: models are close together, and cancellation
+    # in |a|^2 + |b|^2 - 2ab would blur exactly the distances Krum ranks by
+    x = _flat(local, contribs)
+    return np.stack([np.sum((x - row) ** 2, axis=1) for row in x])
 
 
 def multi_krum(
@@ -172,9 +177,5 @@ def centered_clip(
 
 
 def _distances_to(local, contribs, a: np.ndarray) -> np.ndarray:
-    n = len(a)
-    d2 = np.zeros(n)
-    for t in range(len(local)):
-        x = _stack(local, contribs, t).reshape(n, -1)
-        d2 += np.sum((x - a @ x) ** 2, axis=1)
-    return np.sqrt(d2)
+    x = _flat(local, contribs)
+    return np.sqrt(np.sum((x - a @ x) ** 2, axis=1))
