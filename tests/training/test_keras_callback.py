@@ -8,7 +8,7 @@ import pytest
 from learnae.errors import UserError
 from learnae.keras import GossipAveraging, SwarmPeer
 from learnae.testing.fake_peer import FakeSwarm
-from learnae.training import load_model
+from learnae.training import load_model, tensor_specs
 
 
 def _compiled(keras, spec="digits-mlp", seed=0):
@@ -27,7 +27,7 @@ def test_publishes_and_merges_at_batch_ends(keras, digits):
     swarm = FakeSwarm()
     a, b = swarm.peer("a", publish_every=5, merge_every=10), swarm.peer("b", publish_every=5, merge_every=10)
     assert isinstance(a, SwarmPeer)
-    b.join([tuple(s) for s in __import__("learnae.training", fromlist=["x"]).tensor_specs(load_model("digits-mlp"))])
+    b.join(tensor_specs(load_model("digits-mlp")))
     b.publish([np.zeros_like(w) for w in load_model("digits-mlp").get_weights()], step=1, samples=32, metrics={})
     model = _compiled(keras)
     cb = GossipAveraging(a, batch_size=32)
