@@ -236,11 +236,18 @@ async def connect(host: IHost, addr: str | PeerInfo, timeout_s: float = CONNECT_
         DialError: the peer did not answer within ``timeout_s``.
     """
     info = parse_peer_addr(addr) if isinstance(addr, str) else addr
+    label = addr if isinstance(addr, str) else "/".join(
+        [str(info.addrs[0]) if info.addrs else "", "p2p", info.peer_id.to_base58()])
+    # py-libp2p refuses to redial a peer that failed recently ("negative cache"), even
+    # when it is back; the callers of connect() keep their own backoff.
+    network = host.get_network()
+    if hasattr(network, "unblock_peer"):
+        network.unblock_peer(info.peer_id)
     try:
         with trio.fail_after(timeout_s):
             await host.connect(info)
     except trio.TooSlowError as exc:
-        raise DialError(f"dialing {addr} timed out after {timeout_s:g} s") from exc
+        raise DialError(f"dialing {label} timed out after {timeout_s:g} s") from exc
     except Exception as exc:
-        raise DialError(f"dialing {addr} failed: {exc}") from exc
+        raise DialError(f"dialing {label} failed: {exc}") from exc
     return info

@@ -63,6 +63,7 @@ async def test_late_joiner_gets_the_next_announcements():
 async def test_publish_after_shutdown_fails_loudly():
     ident = Identity.generate()
     async with open_host(ident) as host:
+        assert dial_line(host).endswith("/p2p/" + ident.peer_id)
         async with open_gossip(host, SWARM) as g:
             pass
         import pytest
@@ -71,4 +72,3 @@ async def test_publish_after_shutdown_fails_loudly():
         with pytest.raises(ServiceError, match="shut down"):
             await g.publish(sign_entry(ident, swarm=SWARM, seq=0, prev=None, kind="leave",
                                        body={"reason": "x"}))
-        assert dial_line(host).endswith(ident.peer_id)
