@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from learnae.data.datasets import Dataset, DatasetError
-from learnae.data.shards import InvalidShardError, decode_shard, encode_shard, parse_shard
+from learnae.data.shards import InvalidShardError, decode_shard, encode_shard, parse_shard, select_shard
 
 __all__ = ["MANIFEST_FORMAT", "MAX_MANIFEST_BYTES", "ContentStore", "ShardInfo", "ShardManifest",
            "encode_manifest", "decode_manifest", "publish_shards", "publish_shard",
-           "fetch_manifest", "fetch_shard", "shard_entry_body", "manifest_summary"]
+           "fetch_manifest", "fetch_shard", "fetch_dataset", "shard_entry_body", "manifest_summary"]
 
 MANIFEST_FORMAT = "learnae-shards/1"
 MAX_MANIFEST_BYTES = 4 << 20
@@ -205,6 +205,31 @@ async def fetch_shard(store: ContentStore, manifest_cid, shard: str) -> Dataset:
             or ds.num_classes != manifest.num_classes or tuple(ds.x.shape[1:]) != manifest.sample_shape):
         raise InvalidShardError(f"shard {info.cid} does not match its manifest entry (samples, classes or shape)")
     return ds
+
+
+async def fetch_dataset(store: ContentStore, cid, shard: str = "", *, partition: str = "iid",
+                        seed: int = 0) -> Dataset:
+    """``--dataset <CID> [--shard I/N]``: a manifest CID or a single shard's CID.
+
+    A manifest needs ``shard`` = ``I/N`` with N its shard count (see :func:`fetch_shard`).
+    A single published shard is the whole dataset; with ``shard`` it is cut further
+    like a local dataset (``partition``, ``seed``).
+
+    Raises:
+        DatasetError: a manifest without ``--shard``, or a bad shard string.
+        InvalidShardError: the bytes are neither a valid manifest nor a valid shard.
+    """
+    data = await store.get(cid)
+    try:
+        manifest = decode_manifest(data)
+    except InvalidShardError:
+        manifest = None
+    if manifest is None:
+        return select_shard(decode_shard(data), shard, partition=partition, seed=seed)
+    n = len(manifest.shards)
+    if not shard:
+        raise DatasetError(f"dataset {cid} is a manifest of {n} shards: pick one with --shard I/{n}")
+    return await fetch_shard(store, cid, shard)
 
 
 def shard_entry_body(shard_cid, ds: Dataset, *, manifest_cid=None, index: int | None = None) -> dict:

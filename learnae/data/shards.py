@@ -32,6 +32,7 @@ from learnae.data.datasets import Dataset, DatasetError, Splits, load_dataset, s
 from learnae.errors import RemoteError
 
 __all__ = ["InvalidShardError", "parse_shard", "select_shard", "prepare_peer_data", "split_local_shard",
+           "write_shard_files",
            "encode_shard", "decode_shard",
            "SHARD_FORMAT", "MAX_SHARD_BYTES"]
 
@@ -117,6 +118,32 @@ def split_local_shard(ds: Dataset, *, seed: int = 0, validation: float = 0.1) ->
     """
     parts = split_dataset(ds, seed=seed, validation=validation, test=0.0)
     return Splits(parts.train, parts.validation, parts.test)
+
+
+def write_shard_files(ds: Dataset, n_shards: int, out_dir, *, partition: str = "iid",
+                      seed: int = 0) -> list[tuple[object, Dataset]]:
+    """``learnae data split``: write ``shard-I-of-N.npz`` files (atomically) into ``out_dir``.
+
+    Returns:
+        ``[(path, shard), ...]`` in shard order; each file loads with ``--dataset PATH``.
+
+    Raises:
+        DatasetError / PartitionError: bad ``n_shards`` or scheme.
+    """
+    from pathlib import Path
+
+    from learnae.data.datasets import save_npz
+    from learnae.data.partition import partition as cut
+
+    if type(n_shards) is not int or n_shards < 1:
+        raise DatasetError(f"number of shards {n_shards!r} must be an integer >= 1")
+    out = []
+    for i, idx in enumerate(cut(ds.y, n_shards, partition, seed)):
+        path = Path(out_dir) / f"shard-{i}-of-{n_shards}.npz"
+        part = ds.subset(idx, name=f"{ds.name}[{i}/{n_shards} {partition}]")
+        save_npz(part, path)
+        out.append((path, part))
+    return out
 
 
 def encode_shard(ds: Dataset) -> bytes:

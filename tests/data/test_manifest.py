@@ -126,3 +126,21 @@ async def test_manifest_summary_is_json_ready(digits):
     assert summary["manifest"] == str(cid) and summary["samples"] == len(digits)
     assert [s["cid"] for s in summary["shards"]] == [str(s.cid) for s in manifest.shards]
     assert summary["shards"][1]["classes"] == list(manifest.shards[1].classes)
+
+
+async def test_fetch_dataset_takes_a_manifest_or_a_single_shard(digits):
+    from learnae.data.manifest import fetch_dataset, publish_shard
+
+    store = MemoryStore()
+    manifest_cid, manifest = await publish_shards(store, digits, 2, partition="iid", seed=0)
+    via_manifest = await fetch_dataset(store, manifest_cid, "1/2")
+    assert len(via_manifest) == manifest.shards[1].samples
+    with pytest.raises(DatasetError, match="--shard I/2"):
+        await fetch_dataset(store, manifest_cid)
+    single = await publish_shard(store, digits.subset(np.arange(100)))
+    assert len(await fetch_dataset(store, single)) == 100
+    half = await fetch_dataset(store, single, "0/2", partition="iid", seed=0)
+    assert len(half) == 50
+    junk = await store.put(b"neither a manifest nor a shard")
+    with pytest.raises(InvalidShardError):
+        await fetch_dataset(store, junk)

@@ -109,3 +109,14 @@ def test_a_fetched_shard_holds_out_a_validation_part(digits):
     parts = split_local_shard(shard, seed=0)
     assert len(parts.test) == 0 and len(parts.train) + len(parts.validation) == len(shard)
     assert set(parts.validation.y.tolist()) == set(shard.y.tolist())
+
+
+def test_write_shard_files(digits, tmp_path):
+    from learnae.data.shards import write_shard_files
+
+    written = write_shard_files(digits, 3, tmp_path / "out", partition="classes:4", seed=1)
+    assert [p.name for p, _ in written] == [f"shard-{i}-of-3.npz" for i in range(3)]
+    for i, (path, shard) in enumerate(written):
+        back = load_dataset(str(path))
+        np.testing.assert_array_equal(back.y, shard.y)
+        np.testing.assert_array_equal(back.y, select_shard(digits, f"{i}/3", partition="classes:4", seed=1).y)
