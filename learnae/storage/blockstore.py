@@ -80,19 +80,24 @@ class BlockStore:
         self._gc_lock = threading.RLock()
         self._gc_running = False
         self._fresh: set[str] = set()  # keys written while a gc runs (kept by it)
+        self._root_s = str(self.root)
+        self._shards: set[str] = set()  # shard dirs known to exist
         (self.root / "pins").mkdir(parents=True, exist_ok=True)
 
     # -- paths -------------------------------------------------------------------
 
     def _path(self, cid: CID) -> Path:
+        return Path(self._path_s(cid))
+
+    def _path_s(self, cid: CID) -> str:
         key = block_key(cid)
-        return self.root / key[-3:-1] / f"{key}.data"
+        return f"{self._root_s}/{key[-3:-1]}/{key}.data"
 
     # -- blocks ------------------------------------------------------------------
 
     def has(self, cid: CID) -> bool:
         """Whether a file for ``cid`` exists (not verified; :meth:`get_block` verifies)."""
-        return self._path(cid).is_file()
+        return os.path.isfile(self._path_s(cid))
 
     def put_block(self, cid: CID, data: bytes | memoryview) -> None:
         """Verify ``data`` against ``cid`` and store it.
@@ -105,13 +110,16 @@ class BlockStore:
 
     def put_verified(self, cid: CID, data: bytes | memoryview) -> None:
         """Store a block whose CID the caller has just computed from ``data`` itself."""
-        path = self._path(cid)
+        path = self._path_s(cid)  # strings, not Paths: this runs once per block
         if self._gc_running:
             self._fresh.add(block_key(cid))
-        if path.is_file():
+        if os.path.isfile(path):
             return
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        shard, name = path.rsplit("/", 1)
+        if shard not in self._shards:
+            os.makedirs(shard, exist_ok=True)
+            self._shards.add(shard)
+        tmp = f"{shard}/.{name}.{secrets.token_hex(6)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -121,12 +129,12 @@ class BlockStore:
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
-            tmp.unlink(missing_ok=True)
+            os.unlink(tmp)
             raise
         os.close(fd)
         os.replace(tmp, path)
         if self.durable:
-            fsync_dir(path.parent)
+            fsync_dir(Path(shard))
 
     def get_block(self, cid: CID) -> bytes:
         """Return the verified bytes of ``cid``.
@@ -135,15 +143,16 @@ class BlockStore:
             BlockNotFoundError: not stored locally.
             CorruptBlockError: the file fails its CID check (now quarantined).
         """
-        path = self._path(cid)
+        path = self._path_s(cid)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             raise BlockNotFoundError(f"block {cid} is not in {self.root}") from None
         try:
             verify_block(cid, data)
         except InvalidBlockError as exc:
-            self._quarantine(cid, path, exc)
+            self._quarantine(cid, Path(path), exc)
             raise CorruptBlockError(
                 f"block {cid} on disk is corrupt ({exc.reason}); moved to {self.root / 'corrupt'}"
             ) from exc

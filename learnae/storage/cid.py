@@ -16,9 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
-from multiformats import CID, multihash
+from multiformats import CID, multibase, multicodec, multihash
 
 from learnae.errors import InvalidBlockError, UserError
 
@@ -52,11 +53,25 @@ class InvalidCidError(UserError):
     """A CID given by the user cannot be parsed."""
 
 
+# multiformats validates every argument of CID() at run time (~0.3 ms a call here);
+# blocks are made and received by the thousand, so the common cases are built from
+# pre-validated parts through the library's own instance constructor.
+_BASE32, _BASE58 = multibase.get("base32"), multibase.get("base58btc")
+_SHA256_FN = multihash.get("sha2-256")
+_CODECS = {code: multicodec.get(code=code) for code in (0x55, 0x70, 0x71)}
+_FAST = hasattr(CID, "_new_instance")
+
+
 def make_cid(codec: str | int, digest: bytes, *, version: int = 1) -> CID:
     """A CID from a codec and a raw sha2-256 digest (32 bytes)."""
-    mh = _SHA2_256_PREFIX + digest
+    mh = _SHA2_256_PREFIX + bytes(digest)
+    code = codec if isinstance(codec, int) else {"raw": RAW, "dag-pb": DAG_PB, "dag-cbor": DAG_CBOR}.get(codec)
     if version == 0:
+        if _FAST and code == DAG_PB and len(mh) == 34:
+            return CID._new_instance(CID, _BASE58, 0, _CODECS[DAG_PB], _SHA256_FN, mh)
         return CID("base58btc", 0, "dag-pb", mh)
+    if _FAST and code in _CODECS and len(mh) == 34:
+        return CID._new_instance(CID, _BASE32, 1, _CODECS[code], _SHA256_FN, mh)
     return CID("base32", 1, codec, mh)
 
 
@@ -80,6 +95,12 @@ def parse_cid(value: str | bytes | CID) -> CID:
     """
     if isinstance(value, CID):
         return normalize(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) == 34 and raw[:2] == _SHA2_256_PREFIX:
+            return make_cid(DAG_PB, raw[2:], version=0)
+        if len(raw) == 36 and raw[0] == 1 and raw[1] in _CODECS and raw[2:4] == _SHA2_256_PREFIX:
+            return make_cid(raw[1], raw[4:])
     try:
         return normalize(CID.decode(value))
     except Exception as exc:  # multiformats raises a zoo of ValueError/KeyError subclasses
@@ -91,9 +112,10 @@ def parse_cid(value: str | bytes | CID) -> CID:
 
 def block_key(cid: CID) -> str:
     """A file-name-safe, version-independent key for a block: base32 CIDv1."""
+    raw = bytes(cid)
     if cid.version == 0:
-        cid = CID("base32", 1, "dag-pb", cid.digest)
-    return str(normalize(cid))
+        raw = b"\x01\x70" + raw
+    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
 
 
 def verify_block(cid: CID, data: bytes) -> None:
@@ -107,16 +129,17 @@ def verify_block(cid: CID, data: bytes) -> None:
             f"block {cid} has {len(data)} bytes, over the {MAX_BLOCK_BYTES}-byte limit",
             reason="block-too-large",
         )
-    if cid.hashfun.code != _SHA2_256:
+    mh = cid.digest
+    if mh[:2] != _SHA2_256_PREFIX or len(mh) != 34:
         raise InvalidBlockError(
             f"block {cid} uses hash {cid.hashfun.name}; only sha2-256 is accepted",
             reason="unsupported-hash",
         )
-    if hashlib.sha256(data).digest() != cid.raw_digest:
+    if hashlib.sha256(data).digest() != mh[2:]:
         raise InvalidBlockError(f"block data does not hash to {cid}", reason="hash-mismatch")
 
 
 def digest_of(cid: CID) -> bytes:
     """The raw 32-byte sha2-256 digest inside ``cid``."""
-    return bytes(cid.raw_digest)
+    return bytes(cid.digest[2:]) if cid.digest[:2] == _SHA2_256_PREFIX else bytes(cid.raw_digest)
 

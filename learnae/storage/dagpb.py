@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from multiformats import CID
 
 from learnae.errors import InvalidBlockError
+from learnae.storage.cid import parse_cid
 
 __all__ = [
     "RAW_TYPE", "DIRECTORY", "FILE", "METADATA", "SYMLINK", "HAMT",
@@ -155,7 +156,7 @@ def decode_node(block: bytes) -> Node:
             if h is None:
                 raise InvalidBlockError("dag-pb link without a hash", reason="bad-dag-pb")
             try:
-                cid = CID.decode(h)
+                cid = parse_cid(h)
             except Exception:
                 raise InvalidBlockError("dag-pb link hash is not a CID", reason="bad-dag-pb") from None
             links.append(Link(cid, tsize, name))

@@ -34,10 +34,11 @@ from multiformats import CID
 
 from learnae.errors import InvalidBlockError, StoreError
 from learnae.storage.bitswap.message import (
-    DONT_HAVE, HAVE, WANT_HAVE, Message, WantEntry, decode_message, encode_message,
+    DONT_HAVE, HAVE, WANT_HAVE, Message, WantEntry, block_cid, decode_message, encode_message,
 )
+from learnae.storage.cid import RAW
 from learnae.storage.blockstore import BlockStore
-from learnae.storage.cid import MAX_BLOCK_BYTES, block_key
+from learnae.storage.cid import MAX_BLOCK_BYTES
 from learnae.storage.dagpb import varint
 
 __all__ = ["Bitswap", "PROTOCOLS", "ProviderLookup"]
@@ -48,6 +49,11 @@ PROTOCOLS = ("/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0", "/ipfs/bitswap/1.0.0"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # go-bitswap's limit
 _SEND_BATCH_BYTES = 1024 * 1024
 _MAX_QUEUED = 4096  # per peer; a longer wantlist is truncated (counted)
+# py-libp2p's yamux starts every stream with a 256 KiB receive window and only
+# grows it when window updates come within 4 RTTs, which a Python event loop
+# rarely manages; the sender then stalls 10 ms at every empty window (one per
+# 256 KiB block). We open the window of streams that carry blocks to us up front.
+RECV_WINDOW_BYTES = 8 * 1024 * 1024
 
 # async find_providers(cid) -> peer IDs or multiaddrs; the gossip engineer's DHT plugs in here
 ProviderLookup = Callable[[CID], Awaitable[Sequence[object]]]
@@ -139,8 +145,9 @@ class Bitswap:
         self.connect_timeout_s = connect_timeout_s
         self.stats: collections.Counter[str] = collections.Counter()
         self._outboxes: dict[object, _Outbox] = {}
-        self._listeners: dict[str, set] = {}  # block key -> fetch sessions waiting for it
+        self._listeners: dict[bytes, set] = {}  # multihash -> fetch sessions waiting for it
         self._nursery: trio.Nursery | None = None
+        self._inbound: set = set()  # streams peers opened to us; reset when we stop
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -164,20 +171,25 @@ class Bitswap:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     for box in self._outboxes.values():
                         await _close(box.stream)
+                    for stream in list(self._inbound):  # their reader tasks belong to the host
+                        await _reset(stream)
                 self._outboxes.clear()
+                self._listeners.clear()
 
     # -- receiving ---------------------------------------------------------------
 
     async def _handle_stream(self, stream) -> None:
         peer = stream.muxed_conn.peer_id
         reader = _Reader(stream)
+        self._inbound.add(stream)
+        await _open_recv_window(stream, RECV_WINDOW_BYTES)
         try:
-            while True:
+            while self._nursery is not None:
                 body = await reader.read_message(body_timeout_s=60.0)
                 if body is None:
                     break
                 try:
-                    msg = decode_message(body)
+                    msg = decode_message(body, verify=False)
                 except InvalidBlockError as exc:
                     self._reject(peer, exc)
                     continue
@@ -188,31 +200,48 @@ class Bitswap:
         except (trio.TooSlowError, Exception) as exc:  # noqa: BLE001 - a peer going away is normal
             log.debug("bitswap stream from %s ended: %r", peer, exc)
         finally:
+            self._inbound.discard(stream)
             await _close(stream)
 
     def _reject(self, peer, exc: InvalidBlockError) -> None:
         self.stats[f"rejected:{exc.reason}"] += 1
         log.warning("bitswap: rejected data from %s: %s", peer, exc)
 
+    def _accept_blocks(self, raw_blocks) -> list[tuple[CID, int, bytes | None]]:
+        """In a worker thread: hash each block, keep only wanted ones, store them.
+
+        Returns (cid, size, data) per stored block; ``data`` only for blocks with
+        links (dag-pb, dag-cbor), which the fetch session must read.
+        """
+        out = []
+        for prefix, data in raw_blocks:
+            if len(data) > MAX_BLOCK_BYTES:
+                self.stats["rejected:block-too-large"] += 1
+                continue
+            cid = block_cid(prefix, data)
+            if cid is None:
+                self.stats["rejected:unsupported-block-prefix"] += 1
+                continue
+            if cid.digest not in self._listeners:  # not wanted (or not the bytes we asked for)
+                self.stats["unsolicited_blocks"] += 1
+                continue
+            self.blocks.put_verified(cid, data)  # the CID was just computed from these bytes
+            out.append((cid, len(data), None if cid.codec.code == RAW else bytes(data)))
+        return out
+
     async def _on_message(self, peer, msg: Message) -> None:
         if msg.rejected:
             self.stats["rejected:unsupported-block-prefix"] += msg.rejected
         if msg.wants:
             self._serve(peer, msg.wants)
-        for cid, data in msg.blocks:
-            if len(data) > MAX_BLOCK_BYTES:
-                self.stats["rejected:block-too-large"] += 1
-                continue
-            sessions = self._listeners.get(block_key(cid))
-            if not sessions:
-                self.stats["unsolicited_blocks"] += 1
-                continue
+        stored = await trio.to_thread.run_sync(self._accept_blocks, msg.raw_blocks) if msg.raw_blocks else []
+        for cid, size, data in stored:
             self.stats["blocks_received"] += 1
-            self.stats["bytes_received"] += len(data)
-            for session in list(sessions):
-                await session.deliver(("block", peer, cid, data))
+            self.stats["bytes_received"] += size
+            for session in list(self._listeners.get(cid.digest, ())):
+                await session.deliver(("block", peer, cid, size, data))
         for cid, kind in msg.presences:
-            for session in list(self._listeners.get(block_key(cid), ())):
+            for session in list(self._listeners.get(cid.digest, ())):
                 await session.deliver(("presence", peer, cid, kind))
 
     # -- serving -----------------------------------------------------------------
@@ -253,10 +282,10 @@ class Bitswap:
         box.wake.set()
 
     def listen(self, cid: CID, session) -> None:
-        self._listeners.setdefault(block_key(cid), set()).add(session)
+        self._listeners.setdefault(cid.digest, set()).add(session)
 
     def unlisten(self, cid: CID, session) -> None:
-        key = block_key(cid)
+        key = cid.digest
         sessions = self._listeners.get(key)
         if sessions is not None:
             sessions.discard(session)
@@ -264,6 +293,15 @@ class Bitswap:
                 del self._listeners[key]
 
     async def _send_loop(self, box: _Outbox) -> None:
+        # Two stages, one batch apart: blocks are read from disk (in a thread) while
+        # the previous batch is on the wire. At most ~3 MiB per peer is in memory.
+        ready_send, ready_recv = trio.open_memory_channel(1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._load_loop, box, ready_send)
+            async for wants, presences, blocks in ready_recv:
+                await self._send(box, wants, presences, blocks)
+
+    async def _load_loop(self, box: _Outbox, ready: trio.MemorySendChannel) -> None:
         while True:
             await box.wake.wait()
             box.wake = trio.Event()
@@ -274,7 +312,7 @@ class Bitswap:
                 while box.blocks and len(cids) < 4:
                     cids.append(box.blocks.popleft())
                 blocks = await trio.to_thread.run_sync(self._load, cids) if cids else []
-                await self._send(box, wants, presences, blocks)
+                await ready.send((wants, presences, blocks))
 
     def _load(self, cids: list[CID]) -> list[tuple[CID, bytes]]:
         out = []
@@ -334,6 +372,24 @@ class Bitswap:
         from learnae.storage.bitswap.fetch import fetch_dag
 
         return await fetch_dag(self, root, providers, recursive=recursive, timeout_s=timeout_s)
+
+
+async def _open_recv_window(stream, target_bytes: int) -> None:
+    """Grow a yamux stream's receive window to ``target_bytes`` (no-op on other muxers)."""
+    ys = getattr(stream, "muxed_stream", None)
+    needed = ("window_lock", "recv_window", "target_recv_window", "send_window_update")
+    if ys is None or not all(hasattr(ys, name) for name in needed):
+        return
+    try:
+        async with ys.window_lock:
+            increment = target_bytes - ys.recv_window
+            if increment <= 0:
+                return
+            ys.target_recv_window = max(ys.target_recv_window, target_bytes)
+            ys.recv_window += increment
+        await ys.send_window_update(increment)
+    except Exception as exc:  # noqa: BLE001 - an optimisation only
+        log.debug("could not grow the yamux window: %r", exc)
 
 
 async def _close(stream) -> None:

@@ -33,7 +33,7 @@ from multiformats import CID
 
 from learnae.errors import FetchError, InvalidBlockError, StoreError
 from learnae.storage.bitswap.message import DONT_HAVE, HAVE, WANT_BLOCK, WANT_HAVE, WantEntry
-from learnae.storage.cid import block_key, parse_cid
+from learnae.storage.cid import parse_cid
 
 __all__ = ["FetchStats", "fetch_dag"]
 
@@ -71,18 +71,21 @@ class _Session:
         self.order: list = []
         self.good: set = set()
         self.strikes: collections.Counter = collections.Counter()
-        self.inflight: dict[str, _Want] = {}
+        self.inflight: dict[bytes, _Want] = {}
         self.per_peer: collections.Counter = collections.Counter()
-        self.state: dict[str, _Want] = {}  # every want not yet served, with who was asked
+        self.state: dict[bytes, _Want] = {}  # every want not yet served, with who was asked
         self.todo: collections.deque[CID] = collections.deque()
         self.listening: set[CID] = set()
-        self.have_asked: dict[str, set] = {}
+        self.have_asked: dict[bytes, set] = {}
         self.dht_asked = False
         self.blocks = self.bytes = self.local = 0
         self.from_peers: set[str] = set()
 
     async def deliver(self, item) -> None:
-        await self.send_ch.send(item)
+        try:
+            await self.send_ch.send(item)  # blocks while the session is busy: backpressure
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the fetch has ended
 
     # -- providers -----------------------------------------------------------------
 
@@ -125,7 +128,7 @@ class _Session:
         return min(free, key=lambda p: (self.per_peer[p], self.order.index(p)))
 
     def _send(self, w: _Want, peer) -> None:
-        key = block_key(w.cid)
+        key = w.cid.digest
         w.peer, w.deadline = peer, trio.current_time() + self.bs.request_timeout_s
         w.asked.add(peer)
         self.per_peer[peer] += 1
@@ -162,13 +165,13 @@ class _Session:
                 raise FetchError(f"no provider delivered block {w.cid} of {self.root} ({why}); "
                                  f"asked {len(self.order)} peer(s)")
             w.asked.clear()
-        self.inflight.pop(block_key(w.cid), None)
+        self.inflight.pop(w.cid.digest, None)
         self.todo.appendleft(w.cid)
 
     async def _schedule(self) -> None:
         while self.todo:
             cid = self.todo[0]
-            key = block_key(cid)
+            key = cid.digest
             if key in self.inflight:
                 self.todo.popleft()
                 continue
@@ -209,8 +212,9 @@ class _Session:
 
     # -- the loop --------------------------------------------------------------------
 
-    async def _on_block(self, peer, cid: CID, data: bytes) -> None:
-        key = block_key(cid)
+    async def _on_block(self, peer, cid: CID, size: int, data: bytes | None) -> None:
+        """A wanted block arrived; the engine has verified and stored it already."""
+        key = cid.digest
         w = self.state.pop(key, None)
         if w is None:
             return  # a duplicate or a late answer to a want already served
@@ -218,22 +222,22 @@ class _Session:
             self._release(w)
         elif w.cid in self.todo:  # answered late, after being queued for a retry
             self.todo.remove(w.cid)
-        await trio.to_thread.run_sync(self.bs.blocks.put_verified, cid, data)
         self.blocks += 1
-        self.bytes += len(data)
+        self.bytes += size
         self.good.add(peer)
         self.strikes[peer] = 0
-        self.from_peers.add(str(peer))
-        others = (w.asked | self.have_asked.pop(block_key(cid), set())) - {peer}
+        self.from_peers.add(peer)
+        others = (w.asked | self.have_asked.pop(cid.digest, set())) - {peer}
         for other in others:
             self.bs.send_wants(other, [WantEntry(cid, cancel=True)])
-        self._queue_links(cid, data)
+        if data is not None:
+            self._queue_links(cid, data)
 
     async def _on_presence(self, peer, cid: CID, kind: int) -> None:
         if kind == HAVE:
             self.good.add(peer)
             return
-        w = self.inflight.get(block_key(cid))
+        w = self.inflight.get(cid.digest)
         if kind == DONT_HAVE and w is not None and w.peer == peer:
             await self._retry(w, f"{peer} has not got it")
 
@@ -257,7 +261,7 @@ class _Session:
             self._send(w, first)
             others = self.order[1:]
             if others:
-                self.have_asked[block_key(self.root)] = set(others)
+                self.have_asked[self.root.digest] = set(others)
                 for p in others:
                     self.bs.send_wants(p, [WantEntry(self.root, WANT_HAVE, send_dont_have=True)])
         while True:
@@ -275,6 +279,7 @@ class _Session:
             await self._check_deadlines()
 
     def close(self) -> None:
+        self.recv_ch.close()
         for cid in self.listening:
             self.bs.unlisten(cid, self)
         for w in self.inflight.values():
@@ -313,4 +318,4 @@ async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, rec
     finally:
         session.close()
     return FetchStats(root, session.blocks, session.bytes, session.local,
-                      tuple(sorted(session.from_peers)), time.monotonic() - started)
+                      tuple(sorted(str(p) for p in session.from_peers)), time.monotonic() - started)

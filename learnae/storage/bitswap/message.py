@@ -36,7 +36,7 @@ from learnae.storage.cid import DAG_PB, make_cid, parse_cid
 from learnae.storage.dagpb import _bytes_field, _fields, _int_field, read_varint, varint
 
 __all__ = ["WANT_BLOCK", "WANT_HAVE", "HAVE", "DONT_HAVE", "WantEntry", "Message",
-           "encode_message", "decode_message", "cid_prefix"]
+           "encode_message", "decode_message", "cid_prefix", "block_cid"]
 
 WANT_BLOCK, WANT_HAVE = 0, 1
 HAVE, DONT_HAVE = 0, 1
@@ -59,6 +59,8 @@ class Message:
     blocks: list[tuple[CID, bytes]] = field(default_factory=list)
     presences: list[tuple[CID, int]] = field(default_factory=list)
     rejected: int = 0  # blocks dropped: unsupported hash or bad prefix
+    # with decode_message(verify=False): (prefix, data) pairs, not yet hashed
+    raw_blocks: list[tuple[bytes, memoryview]] = field(default_factory=list)
 
 
 def cid_prefix(cid: CID) -> bytes:
@@ -93,7 +95,11 @@ def encode_message(*, wants=(), full: bool = False, blocks=(), presences=(), v10
     return b"".join(out)
 
 
-def _block_cid(prefix: bytes, data: bytes) -> CID | None:
+_V0_PREFIX = b"\x00\x70\x12\x20"
+
+
+def block_cid(prefix: bytes, data: bytes | memoryview) -> CID | None:
+    """The CID of a received block, computed from its bytes (None: unsupported prefix)."""
     version, pos = read_varint(prefix, 0)
     codec, pos = read_varint(prefix, pos)
     mh_type, pos = read_varint(prefix, pos)
@@ -108,8 +114,12 @@ def _block_cid(prefix: bytes, data: bytes) -> CID | None:
         return None
 
 
-def decode_message(buf: bytes | memoryview) -> Message:
+def decode_message(buf: bytes | memoryview, *, verify: bool = True) -> Message:
     """Parse one message (without its length prefix).
+
+    With ``verify`` every block is hashed into ``blocks`` as (cid, bytes); without
+    it blocks stay in ``raw_blocks`` as (prefix, memoryview) for :func:`block_cid`
+    (so the caller can hash them off the event loop).
 
     Raises:
         InvalidBlockError: malformed protobuf or CIDs.
@@ -124,20 +134,15 @@ def decode_message(buf: bytes | memoryview) -> Message:
                     elif enum == 2 and ewt == 0:
                         msg.full = bool(eval_)
             elif num == 2 and wt == 2:  # 1.0.0 block: CIDv0 of its bytes
-                data = bytes(val)
-                msg.blocks.append((make_cid(DAG_PB, hashlib.sha256(data).digest(), version=0), data))
+                msg.raw_blocks.append((_V0_PREFIX, val))
             elif num == 3 and wt == 2:
-                prefix, data = b"", b""
+                prefix, data = b"", memoryview(b"")
                 for bnum, bwt, bval in _fields(val):
                     if bnum == 1 and bwt == 2:
                         prefix = bytes(bval)
                     elif bnum == 2 and bwt == 2:
-                        data = bytes(bval)
-                cid = _block_cid(prefix, data)
-                if cid is None:
-                    msg.rejected += 1
-                else:
-                    msg.blocks.append((cid, data))
+                        data = bval
+                msg.raw_blocks.append((prefix, data))
             elif num == 4 and wt == 2:
                 cid_b, kind = b"", HAVE
                 for pnum, pwt, pval in _fields(val):
@@ -146,6 +151,14 @@ def decode_message(buf: bytes | memoryview) -> Message:
                     elif pnum == 2 and pwt == 0:
                         kind = pval
                 msg.presences.append((parse_cid(cid_b), kind))
+        if verify:
+            for prefix, data in msg.raw_blocks:
+                cid = block_cid(prefix, data)
+                if cid is None:
+                    msg.rejected += 1
+                else:
+                    msg.blocks.append((cid, bytes(data)))
+            msg.raw_blocks = []
     except InvalidBlockError:
         raise
     except Exception as exc:  # bad CID bytes and the like
