@@ -14,6 +14,11 @@ def test_digits_is_shaped_for_the_presets_and_scaled():
     assert ds.x.shape == (1797, 8, 8, 1) and ds.x.dtype == np.float32
     assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
     assert ds.num_classes == 10 and sorted(set(ds.y.tolist())) == list(range(10))
+    from sklearn.datasets import load_digits
+
+    reference = load_digits()  # the same data as scikit-learn's own loader, in the same order
+    np.testing.assert_array_equal(ds.x[..., 0] * 16, reference.images)
+    np.testing.assert_array_equal(ds.y, reference.target)
 
 
 def test_npz_round_trip(tmp_path):
