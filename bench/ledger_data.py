@@ -32,6 +32,7 @@ def make_history(n_entries: int, *, authors: int = 100, merges: int = 2, seed: i
     """About ``n_entries`` signed entries by ``authors`` authors (rounds of one entry each)."""
     rng = random.Random(seed)
     ids = [Identity.from_seed(hashlib.sha256(b"bench-%d" % i).digest()) for i in range(authors)]
+    pids = [i.peer_id for i in ids]  # a property that base58-encodes every time: compute once
     chains: list[list[Entry]] = [[] for _ in ids]
     out: list[Entry] = []
     last_round: list[Entry] = []
@@ -48,7 +49,7 @@ def make_history(n_entries: int, *, authors: int = 100, merges: int = 2, seed: i
                 kind, body = "shard", {"shard": _raw_cid(b"shard-%d" % i), "samples": 200, "classes": {"0": 100, "1": 100}}
             else:
                 kind = "snapshot"
-                others = [e for e in last_round if e.author != ident.peer_id]
+                others = [e for e in last_round if e.author != pids[i]]
                 parents = rng.sample(others, min(merges, len(others)))
                 body = {"model": _raw_cid(b"model-%d-%d" % (i, seq)), "step": seq * 10, "samples": seq * 320,
                         "metrics": {"loss": 1.0 / seq, "accuracy": min(0.99, 0.1 + seq / 1000)},

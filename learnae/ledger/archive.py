@@ -49,7 +49,14 @@ class ImportReport:
 
 
 def export_car(ledger, path: Path | str, *, extra_blocks: Iterable[tuple[CID, bytes]] = ()) -> int:
-    """Write the ledger's entries (then ``extra_blocks``) to ``path`` atomically; return blocks written."""
+    """Write the ledger's entries (then ``extra_blocks``) to ``path`` atomically; return blocks written.
+
+    Raises:
+        UserError: the ledger is empty (a CAR needs at least one root for go-car and Kubo).
+    """
+    roots = ledger.heads()
+    if not roots:
+        raise UserError(f"{ledger.dir}: the ledger is empty; there is nothing to export")
     buf = io.BytesIO()
     seen = set()
 
@@ -62,7 +69,7 @@ def export_car(ledger, path: Path | str, *, extra_blocks: Iterable[tuple[CID, by
                 seen.add(cid)
                 yield cid, data
 
-    n = write_car(buf, ledger.heads(), blocks())
+    n = write_car(buf, roots, blocks())
     atomic_write(Path(path), buf.getvalue())
     return n
 
