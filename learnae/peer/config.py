@@ -146,6 +146,7 @@ class PeerConfig:
     weight_cap: float = _opt(1.0, "fraction", "largest share of a merge any one neighbour may have", _fraction)
     fetch_timeout_s: float = _opt(10.0, "seconds", "deadline for fetching one snapshot", _positive)
     merge_wait_s: float = _opt(2.0, "seconds", "at a merge, wait this long at most for a fresh neighbour snapshot (bounded staleness; 0 = never wait)", _non_negative)
+    min_peers: int = _opt(0, "peers", "wait until this many peers are connected before the first training step", _non_negative)
     catch_up_s: float = _opt(10.0, "seconds", "on a first start with peers to dial, wait this long at most for their snapshots and start from their average", _non_negative)
     snapshot_encoding: str = _opt("float32", "name", "snapshot tensor encoding", _choice("float32", "float16", "int8"))
     # -- bookkeeping -------------------------------------------------------------------

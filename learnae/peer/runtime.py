@@ -147,6 +147,9 @@ class Peer:
             with trio.move_on_after(LEAVE_BUDGET_S) as budget:
                 budget.shield = True
                 await self._leave()
+            with trio.move_on_after(LEAVE_BUDGET_S) as final:
+                final.shield = True
+                await self.reporter.evaluate()  # the last record describes the final model
             self.reporter.write_record()
             nursery.cancel_scope.cancel()
 
@@ -178,6 +181,7 @@ class Peer:
 
     async def _work(self) -> None:
         cfg = self.cfg
+        await self._wait_for_peers()
         if self.resumed is None and (cfg.bootstrap or cfg.mdns):
             await self._catch_up()
         while not cfg.max_steps or self.trainer.step < cfg.max_steps:
@@ -201,6 +205,16 @@ class Peer:
             if step % cfg.checkpoint_every == 0:
                 await self._checkpoint()
         self.leave_reason = "done"
+
+    async def _wait_for_peers(self) -> None:
+        """Hold the first step until ``min_peers`` peers are connected (0: do not wait)."""
+        waited = 0.0
+        while len(self.host.get_connected_peers()) < self.cfg.min_peers:
+            if waited % 10 == 0:
+                log.warning("waiting for %d peer(s) before training; %d connected",
+                            self.cfg.min_peers, len(self.host.get_connected_peers()))
+            await trio.sleep(0.5)
+            waited += 0.5
 
     async def _catch_up(self) -> None:
         """First start with peers around: begin from their average, not from random weights."""

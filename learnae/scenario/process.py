@@ -1,0 +1,128 @@
+"""Real ``learnae peer start`` processes on loopback, for tests and scenarios.
+
+A :class:`PeerProcess` starts one peer with its own data dir and a free port,
+reads its dial line (the first line it prints), and can pause, resume, kill
+(``SIGKILL``) or stop it (``SIGINT``, a graceful leave). Its stderr goes to
+``<data-dir>/peer.log`` so a failing run can be read afterwards.
+
+Example:
+    >>> a = PeerProcess.start(tmp / "a", ["--shard", "0/2", "--max-steps", "200"])
+    >>> b = PeerProcess.start(tmp / "b", ["--shard", "1/2", "--max-steps", "200",
+    ...                                   "--bootstrap", a.addr])
+    >>> a.wait(); b.wait()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["PeerProcess", "PeerStartError", "read_metrics"]
+
+START_TIMEOUT_S = 120.0  # TensorFlow import and model build on a loaded 2-core machine
+
+
+class PeerStartError(RuntimeError):
+    """A peer process exited or stayed silent before printing its dial line."""
+
+
+def read_metrics(data_dir: Path) -> list[dict]:
+    """Every record of ``<data-dir>/metrics.jsonl`` (a torn last line is skipped)."""
+    path = Path(data_dir) / "metrics.jsonl"
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+class PeerProcess:
+    """One running ``learnae peer start`` subprocess."""
+
+    def __init__(self, proc: subprocess.Popen, data_dir: Path, addr: str, args: list[str]):
+        self.proc, self.data_dir, self.addr, self.args = proc, data_dir, addr, args
+
+    @classmethod
+    def launch(cls, data_dir: Path, args: list[str], *, env: dict | None = None) -> PeerProcess:
+        """Start the process without waiting for it (call :meth:`wait_ready` next)."""
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        argv = [sys.executable, "-m", "learnae.cli.main", "peer", "start", "--data-dir", str(data_dir),
+                "--listen", "/ip4/127.0.0.1/tcp/0", *args]
+        with open(data_dir / "peer.log", "ab") as log:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=full_env,
+                                    stdin=subprocess.DEVNULL)
+        return cls(proc, data_dir, "", args)
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Wait for the dial line; return it.
+
+        Raises:
+            PeerStartError: it exited or printed nothing in ``timeout_s``; the
+                message carries the tail of its log.
+        """
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if ready:
+                line = self.proc.stdout.readline()
+                break
+            if self.proc.poll() is not None:
+                break
+        addr = line.decode().strip()
+        if not addr.startswith("/ip4/"):
+            self.kill()
+            raise PeerStartError(f"peer in {self.data_dir} did not start (exit {self.proc.returncode}): "
+                                 f"{self.log_tail(2000)}")
+        self.addr = addr
+        return addr
+
+    @classmethod
+    def start(cls, data_dir: Path, args: list[str], *, env: dict | None = None,
+              timeout_s: float = START_TIMEOUT_S) -> PeerProcess:
+        """Launch a peer listening on 127.0.0.1 (any free port) and wait for its dial line."""
+        peer = cls.launch(data_dir, args, env=env)
+        peer.wait_ready(timeout_s)
+        return peer
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        """``kill -9``: no leave entry, no final checkpoint."""
+        self.signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """Ctrl-C (a graceful leave); escalate to SIGKILL after ``timeout_s``."""
+        self.signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.proc.returncode
+
+    def wait(self, timeout_s: float | None = None) -> int:
+        return self.proc.wait(timeout_s)
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.data_dir)
+
+    def log_tail(self, n_chars: int = 3000) -> str:
+        return (self.data_dir / "peer.log").read_text(errors="replace")[-n_chars:]
