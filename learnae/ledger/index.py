@@ -59,7 +59,11 @@ class Index:
         if readonly:
             uri = Path(path).resolve().as_uri() + "?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            self.db.execute("SELECT COUNT(*) FROM entries")  # fail now if it is not our index
+            try:
+                self.db.execute("SELECT COUNT(*) FROM entries")  # fail now if it is not our index
+            except sqlite3.DatabaseError:
+                self.db.close()
+                raise
             return
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")

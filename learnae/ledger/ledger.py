@@ -145,6 +145,7 @@ class Ledger:
         self._recv = EntryLog(self.dir / "received.log", readonly=True)
         self._logs = (self._own, self._recv)
         db = self.dir / "index.sqlite"
+        self.index = None
         try:
             self.index = Index(db, readonly=True) if db.exists() else None
             current = self.index is not None and (self.index.get_meta("own_size"), self.index.get_meta(

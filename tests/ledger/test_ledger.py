@@ -9,6 +9,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from learnae.errors import StoreError, UserError
 from learnae.ledger import Ledger, Status
 from learnae.ledger.entry import decode_entry, sign_entry
 from tests.ledger.chains import SWARM, ident, make_chain, raw_cid
@@ -179,3 +180,40 @@ def test_torn_tail_is_dropped_on_open(tmp_path, alice):
         assert led.next_seq == 3 and log_path.stat().st_size == len(whole)
         assert led.append("leave", {"reason": "again"}).seq == 3
         assert all(decode_entry(d) for _, d in led.raw_entries())
+
+
+def test_index_is_rebuilt_when_damaged_and_readers_never_write(tmp_path, alice, bob):
+    chain = make_chain(bob, 4)
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        for e in chain:
+            led.receive(e)
+        led.append("leave", {"reason": "x"})
+        credits = led.credits()
+        # a second writer is refused while the first holds the ledger; readers are fine
+        with pytest.raises(UserError, match="in use"):
+            Ledger.open(tmp_path, alice)
+        with Ledger.open(tmp_path, readonly=True) as reader:
+            assert len(reader) == 5
+    db = tmp_path / "ledger" / "index.sqlite"
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / "ledger" / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ledger").iterdir()}
+    with Ledger.open(tmp_path, readonly=True) as reader:  # builds an in-memory index, touches nothing
+        assert reader.credits() == credits
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ledger").iterdir()} == before
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # the writer rebuilds the file
+        assert led.credits() == credits and led.next_seq == 1
+
+
+def test_damage_in_the_middle_of_a_log_is_not_mistaken_for_a_torn_tail(tmp_path, alice):
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        for i in range(3):
+            led.append("leave", {"reason": str(i)})
+    path = tmp_path / "ledger" / "own.log"
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # inside the first record: two good records follow
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="damaged"):
+        Ledger.open(tmp_path, alice, swarm=SWARM)
+    assert path.read_bytes() == bytes(data)  # nothing was truncated away
