@@ -79,7 +79,7 @@ def _embedded_with_peers(data_dir, peers: tuple[str, ...], timeout_s: float) -> 
     if peers:
         if not isinstance(store, EmbeddedStore):
             raise UserError("--from works with the embedded store only; with storage = kubo the daemon fetches")
-        store.fetcher = lambda cid, recursive=True: _fetch_with_bitswap(store, cid, peers, timeout_s)
+        store.fetcher = lambda cid, providers=(), recursive=True: _fetch_with_bitswap(store, cid, peers, timeout_s)
     return store
 
 

@@ -83,8 +83,8 @@ class KuboStore(Store):
         verify_block(cid, data)  # InvalidBlockError: the daemon returned something else
         return data
 
-    async def get(self, cid: CID) -> bytes:
-        cid = parse_cid(cid)
+    async def get(self, cid: CID, *, providers=()) -> bytes:
+        cid = parse_cid(cid)  # providers: Kubo finds its own (its DHT and connected peers)
         # Walk the DAG ourselves so every block is verified here; blocks come one RPC each.
         token = trio.lowlevel.current_trio_token()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import trio
@@ -36,7 +36,8 @@ __all__ = ["Store", "EmbeddedStore", "open_store"]
 
 log = logging.getLogger(__name__)
 
-Fetcher = Callable[..., Awaitable[object]]  # async fetcher(cid, *, recursive=True)
+# async fetcher(cid, providers=(), *, recursive=True): Bitswap.fetch has this shape
+Fetcher = Callable[..., Awaitable[object]]
 
 
 class Store(abc.ABC):
@@ -48,8 +49,12 @@ class Store(abc.ABC):
         (like ``ipfs add``). Returns the root CID."""
 
     @abc.abstractmethod
-    async def get(self, cid: CID) -> bytes:
+    async def get(self, cid: CID, *, providers: Sequence[object] = ()) -> bytes:
         """The file's bytes, verified block by block against ``cid``.
+
+        ``providers`` are hints: peers likely to have the content (the
+        announcement's author first), as full multiaddrs or peer IDs. The
+        embedded store asks them first over Bitswap; Kubo finds its own.
 
         Raises:
             FetchError: not available (locally, or from any provider in time).
@@ -102,9 +107,17 @@ class EmbeddedStore(Store):
 
     Args:
         root: the blocks directory (``<data-dir>/blocks``).
-        fetcher: ``async fetcher(cid)`` that brings the DAG under ``cid`` into
-            :attr:`blocks` from the network (``Bitswap.fetch``); without it the
-            store is local only.
+        fetcher: ``async fetcher(cid, providers=(), *, recursive=True)`` that
+            brings the DAG under ``cid`` into :attr:`blocks` from the network;
+            pass a running ``Bitswap``'s ``fetch`` (its blocks must be
+            :attr:`blocks`). Without it the store is local only.
+
+    Example (a peer wiring its host)::
+
+        store = EmbeddedStore(data_dir / "blocks")
+        async with Bitswap(host, store.blocks, find_providers=dht_lookup).run() as bitswap:
+            store.fetcher = bitswap.fetch
+            weights = await store.get(cid, providers=[author_addr])
         durable: fsync every block (see :mod:`learnae.storage.blockstore`).
     """
 
@@ -137,7 +150,7 @@ class EmbeddedStore(Store):
             await trio.to_thread.run_sync(self.blocks.pin, cid)
         return cid
 
-    async def _with_refetch(self, cid: CID, work: Callable[[], object]):
+    async def _with_refetch(self, cid: CID, work: Callable[[], object], providers: Sequence[object] = ()):
         """Run ``work`` in a thread; on a missing or corrupt block, fetch ``cid`` once and retry."""
         try:
             return await trio.to_thread.run_sync(work)
@@ -145,14 +158,14 @@ class EmbeddedStore(Store):
             if self.fetcher is None:
                 raise
             log.info("%s: %s; fetching from the network", cid, exc)
-        await self.fetcher(cid)
+        await self.fetcher(cid, tuple(providers))
         return await trio.to_thread.run_sync(work)
 
-    async def get(self, cid: CID) -> bytes:
+    async def get(self, cid: CID, *, providers: Sequence[object] = ()) -> bytes:
         cid = parse_cid(cid)
-        return await self._with_refetch(cid, lambda: b"".join(read_file(cid, self.blocks.get_block)))
+        return await self._with_refetch(cid, lambda: b"".join(read_file(cid, self.blocks.get_block)), providers)
 
-    async def get_to_file(self, cid: CID, path: Path) -> int:
+    async def get_to_file(self, cid: CID, path: Path, *, providers: Sequence[object] = ()) -> int:
         """Write the file ``cid`` to ``path`` atomically, streaming (constant memory); return its size."""
         cid = parse_cid(cid)
         path = Path(path)
@@ -167,7 +180,7 @@ class EmbeddedStore(Store):
             tmp.replace(path)
             return n
 
-        return await self._with_refetch(cid, work)
+        return await self._with_refetch(cid, work, providers)
 
     async def has(self, cid: CID) -> bool:
         return self.blocks.has(parse_cid(cid))
@@ -197,7 +210,7 @@ class EmbeddedStore(Store):
         except (BlockNotFoundError, CorruptBlockError):
             if self.fetcher is None:
                 raise
-        await self.fetcher(cid, recursive=False)
+        await self.fetcher(cid, (), recursive=False)
         return await trio.to_thread.run_sync(self.blocks.get_block, cid)
 
 

@@ -154,3 +154,14 @@ async def test_no_provider_is_a_fetch_error(seeded):
         async with Bitswap(hb, b.blocks).run() as bsb:
             with pytest.raises(FetchError):
                 await bsb.fetch(cid_of(b"nobody has this"), timeout_s=10)
+
+
+async def test_store_get_fetches_from_the_author_it_is_told_about(seeded):
+    data = content("author", SIZE)
+    a, b = await seeded("a", data), await seeded("b")
+    cid = (await a.pins())[0]
+    async with running_host() as ha, running_host() as hb:
+        async with Bitswap(ha, a.blocks).run(), Bitswap(hb, b.blocks).run() as bsb:
+            b.fetcher = bsb.fetch
+            assert hb.get_connected_peers() == []
+            assert await b.get(cid, providers=[full_addr(ha)]) == data
