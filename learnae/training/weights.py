@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,17 +52,12 @@ def _stable_name(index: int, variable, model_name: str) -> str:
     return "/".join([f"{index:03d}", *scopes, parts[-1]])
 
 
-class TensorSpec(tuple):
-    """``(name, shape, dtype)`` of one weight tensor; a plain tuple with names."""
+class TensorSpec(NamedTuple):
+    """``(name, shape, dtype)`` of one snapshot tensor (a tuple, so it unpacks and JSON-encodes)."""
 
-    __slots__ = ()
-
-    def __new__(cls, name: str, shape: tuple[int, ...], dtype: str):
-        return super().__new__(cls, (name, tuple(int(d) for d in shape), dtype))
-
-    name = property(lambda self: self[0])
-    shape = property(lambda self: self[1])
-    dtype = property(lambda self: self[2])
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
 
 
 def tensor_specs(model) -> list[TensorSpec]:
@@ -77,7 +73,7 @@ def tensor_specs(model) -> list[TensorSpec]:
     if not model.built:
         raise ValueError("the model is not built yet: give it an Input layer or call model.build(shape)")
     return [
-        TensorSpec(_stable_name(i, v, model.name), tuple(v.shape), "float32")
+        TensorSpec(_stable_name(i, v, model.name), tuple(int(d) for d in v.shape), "float32")
         for i, v in enumerate(float_variables(model))
     ]
 
