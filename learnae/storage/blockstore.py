@@ -33,12 +33,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dag_cbor
@@ -135,6 +137,51 @@ class BlockStore:
         os.replace(tmp, path)
         if self.durable:
             fsync_dir(Path(shard))
+
+    @contextlib.contextmanager
+    def writer(self, depth_blocks: int = 8) -> Iterator[Callable[[CID, bytes], None]]:
+        """A sink that stores verified blocks from a second thread while the caller goes on.
+
+        Hashing (the caller) and file writes (the writer thread) both release
+        the GIL, so an import overlaps them. At most ``depth_blocks`` blocks wait
+        in memory. The block exits once everything is written; a write error
+        is raised there.
+
+        Example:
+            >>> import tempfile
+            >>> from learnae.storage.unixfs import import_bytes
+            >>> bs = BlockStore(tempfile.mkdtemp())
+            >>> with bs.writer() as sink:
+            ...     root = import_bytes(b"x" * 600_000, sink)
+            >>> bs.has(root)
+            True
+        """
+        q: queue.Queue = queue.Queue(maxsize=depth_blocks)
+        errors: list[BaseException] = []
+
+        def drain() -> None:
+            while (item := q.get()) is not None:
+                if not errors:
+                    try:
+                        self.put_verified(*item)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                        errors.append(exc)
+
+        thread = threading.Thread(target=drain, name="blockstore-writer", daemon=True)
+        thread.start()
+
+        def sink(cid: CID, data: bytes) -> None:
+            if errors:
+                raise errors[0]
+            q.put((cid, data))
+
+        try:
+            yield sink
+        finally:
+            q.put(None)
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def get_block(self, cid: CID) -> bytes:
         """Return the verified bytes of ``cid``.

@@ -127,9 +127,10 @@ class EmbeddedStore(Store):
 
     async def put(self, data: bytes, *, pin: bool = True) -> CID:
         def work() -> CID:
-            imp = Importer(self.blocks.put_verified)
-            imp.write(data)
-            return imp.finish()
+            with self.blocks.writer() as sink:  # hashing here, file writes in a second thread
+                imp = Importer(sink)
+                imp.write(data)
+                return imp.finish()
 
         cid = await trio.to_thread.run_sync(work)
         if pin:
@@ -139,11 +140,11 @@ class EmbeddedStore(Store):
     async def put_file(self, path: Path, *, pin: bool = True) -> CID:
         """Import a file from disk in constant memory."""
         def work() -> CID:
-            imp = Importer(self.blocks.put_verified)
-            with open(path, "rb") as fh:
+            with self.blocks.writer() as sink, open(path, "rb") as fh:
+                imp = Importer(sink)
                 while chunk := fh.read(4 * 1024 * 1024):
                     imp.write(chunk)
-            return imp.finish()
+                return imp.finish()
 
         cid = await trio.to_thread.run_sync(work)
         if pin:
