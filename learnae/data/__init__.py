@@ -24,6 +24,7 @@ from learnae.data.manifest import (
     ShardManifest,
     decode_manifest,
     encode_manifest,
+    fetch_dataset,
     fetch_shard,
     publish_shards,
 )
@@ -54,4 +55,5 @@ __all__ = [
     "decode_manifest",
     "publish_shards",
     "fetch_shard",
+    "fetch_dataset",
 ]
