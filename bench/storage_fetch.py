@@ -66,7 +66,7 @@ async def serve(mib: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def client(addr: str, cid: str, mib: int, rounds: int) -> dict:
+async def client(addr: str, cid: str, mib: int, rounds: int, store_dir: str | None = None) -> dict:
     from learnae.gossip.host import connect, open_host
     from learnae.identity import Identity
     from learnae.storage.bitswap import Bitswap
@@ -83,7 +83,7 @@ async def client(addr: str, cid: str, mib: int, rounds: int) -> dict:
         return value
 
     for _ in range(rounds):  # a fresh client peer (identity, connection, store) every round
-        tmp = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
+        tmp = Path(tempfile.mkdtemp(prefix="bench-fetch-", dir=store_dir))
         try:
             async with open_host(Identity.generate()) as host, Bitswap(host, BlockStore(tmp)).run() as bitswap:
                 info = await connect(host, addr)
@@ -127,6 +127,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where the client's block store goes (default: a temp dir)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -136,7 +137,7 @@ def main() -> None:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         hello = json.loads(server.stdout.readline())
-        result = trio.run(client, hello["addr"], hello["cid"], args.mib, args.rounds)
+        result = trio.run(client, hello["addr"], hello["cid"], args.mib, args.rounds, args.dir)
     finally:
         server.stdin.close()
         server.wait(timeout=30)

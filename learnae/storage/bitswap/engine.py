@@ -39,7 +39,6 @@ from learnae.storage.bitswap.message import (
 from learnae.storage.cid import RAW
 from learnae.storage.blockstore import BlockStore
 from learnae.storage.cid import MAX_BLOCK_BYTES
-from learnae.storage.dagpb import varint
 
 __all__ = ["Bitswap", "PROTOCOLS", "ProviderLookup"]
 
@@ -95,7 +94,8 @@ class _Reader:
         with trio.fail_after(body_timeout_s):
             if not await self._fill(i + n):
                 raise InvalidBlockError("stream ended inside a message", reason="bad-bitswap-message")
-        body = bytes(self.buf[i:i + n])
+        with memoryview(self.buf) as view:  # one copy, not two
+            body = bytes(view[i:i + n])
         del self.buf[:i + n]
         return body
 
@@ -333,11 +333,11 @@ class Bitswap:
             size += len(data)
         messages.append(batch)
         for i, part in enumerate(messages):
-            body = encode_message(wants=wants if i == 0 else (), presences=presences if i == 0 else (),
-                                  blocks=part, v100=box.v100)
-            if not body:
+            if i == 0 and not (wants or presences or part):
                 continue
-            if not await self._write(box, varint(len(body)) + body):
+            frame = encode_message(wants=wants if i == 0 else (), presences=presences if i == 0 else (),
+                                   blocks=part, v100=box.v100, length_prefix=True)
+            if not await self._write(box, frame):
                 self.stats["send_failures"] += 1
                 return
             if part:

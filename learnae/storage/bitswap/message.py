@@ -68,12 +68,15 @@ def cid_prefix(cid: CID) -> bytes:
     return varint(cid.version) + varint(cid.codec.code) + varint(cid.hashfun.code) + varint(len(cid.raw_digest))
 
 
-def encode_message(*, wants=(), full: bool = False, blocks=(), presences=(), v100: bool = False) -> bytes:
+def encode_message(*, wants=(), full: bool = False, blocks=(), presences=(), v100: bool = False,
+                   length_prefix: bool = False) -> bytes:
     """Serialize a message. ``blocks`` are (cid, data); ``presences`` (cid, HAVE|DONT_HAVE).
 
     With ``v100`` blocks go in the 1.0.0 ``blocks`` field and presences are dropped.
+    With ``length_prefix`` the varint frame length comes first (ready for the wire).
+    Block data is copied once, by the final join.
     """
-    out = []
+    parts: list[bytes] = []
     if wants or full:
         wl = b"".join(
             _bytes_field(1, _bytes_field(1, bytes(w.cid)) + _int_field(2, w.priority)
@@ -83,16 +86,19 @@ def encode_message(*, wants=(), full: bool = False, blocks=(), presences=(), v10
             for w in wants)
         if full:
             wl += _int_field(2, 1)
-        out.append(_bytes_field(1, wl))
+        parts.append(_bytes_field(1, wl))
     for cid, data in blocks:
         if v100:
-            out.append(_bytes_field(2, data))
+            parts += [varint(2 << 3 | 2) + varint(len(data)), data]
         else:
-            out.append(_bytes_field(3, _bytes_field(1, cid_prefix(cid)) + _bytes_field(2, data)))
+            head = _bytes_field(1, cid_prefix(cid)) + varint(2 << 3 | 2) + varint(len(data))
+            parts += [varint(3 << 3 | 2) + varint(len(head) + len(data)) + head, data]
     if not v100:
         for cid, kind in presences:
-            out.append(_bytes_field(4, _bytes_field(1, bytes(cid)) + (_int_field(2, kind) if kind else b"")))
-    return b"".join(out)
+            parts.append(_bytes_field(4, _bytes_field(1, bytes(cid)) + (_int_field(2, kind) if kind else b"")))
+    if length_prefix:
+        parts.insert(0, varint(sum(len(p) for p in parts)))
+    return b"".join(parts)
 
 
 _V0_PREFIX = b"\x00\x70\x12\x20"
