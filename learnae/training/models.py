@@ -34,7 +34,7 @@ from pathlib import Path
 
 from learnae.errors import UserError
 
-__all__ = ["PRESETS", "ModelSpecError", "load_model", "describe_presets"]
+__all__ = ["PRESETS", "ModelSpecError", "check_model_spec", "load_model", "describe_presets"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,46 @@ def describe_presets() -> str:
     return "\n".join(f"{name}: {desc}" for name, (_, desc) in PRESETS.items())
 
 
+def check_model_spec(spec: str) -> str:
+    """The cheap checks of a spec, without importing TensorFlow or the user's module.
+
+    Lets a command reject a typo before paying seconds of imports.
+
+    Returns:
+        ``"preset"``, ``"file"`` (a ``.keras`` path that exists) or ``"function"``
+        (``module:function`` or ``file.py:function``, well-formed).
+
+    Raises:
+        ModelSpecError: empty spec, unknown preset, missing ``.keras`` or ``.py`` file,
+            malformed ``module:function``.
+
+    Example:
+        >>> check_model_spec("digits-cnn")
+        'preset'
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelSpecError(f"model spec {spec!r} is empty: use one of {', '.join(PRESETS)}, "
+                             "module:function or a .keras file")
+    spec = spec.strip()
+    if spec in PRESETS:
+        return "preset"
+    if spec.endswith(".keras"):
+        if not Path(spec).expanduser().is_file():
+            raise ModelSpecError(f"model spec {spec!r}: no such .keras file; check the path")
+        return "file"
+    if ":" in spec:
+        module_name, _, func_name = spec.rpartition(":")
+        if not module_name or not func_name.isidentifier():
+            raise ModelSpecError(f"model spec {spec!r} is not module:function: use e.g. mypkg.models:build")
+        if module_name.endswith(".py") and not Path(module_name).expanduser().is_file():
+            raise ModelSpecError(f"model spec {spec!r}: no such file {module_name!r}; check the path")
+        return "function"
+    raise ModelSpecError(
+        f"model spec {spec!r} is not a preset, module:function or .keras file: "
+        f"use one of {', '.join(PRESETS)}, e.g. --model digits-cnn"
+    )
+
+
 def load_model(spec: str, *, seed: int = 0):
     """Build or load the Keras model a spec names.
 
@@ -135,23 +175,11 @@ def load_model(spec: str, *, seed: int = 0):
     Example:
         >>> model = load_model("digits-mlp", seed=1)     # doctest: +SKIP
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ModelSpecError(f"model spec {spec!r} is empty: use one of {', '.join(PRESETS)}, "
-                             "module:function or a .keras file")
+    kind = check_model_spec(spec)
     spec = spec.strip()
-    if spec in PRESETS:
-        builder = PRESETS[spec][0]
-        kind = "preset"
-    elif spec.endswith(".keras"):
+    if kind == "file":
         return _load_keras_file(spec)
-    elif ":" in spec:
-        builder = _resolve_function(spec)
-        kind = "function"
-    else:
-        raise ModelSpecError(
-            f"model spec {spec!r} is not a preset, module:function or .keras file: "
-            f"use one of {', '.join(PRESETS)}, e.g. --model digits-cnn"
-        )
+    builder = PRESETS[spec][0] if kind == "preset" else _resolve_function(spec)
     import keras
 
     keras.utils.set_random_seed(seed)

@@ -126,3 +126,20 @@ def test_tensor_specs_are_stable_across_processes(keras, user_module):
     names = [n for n, _, _ in here["digits-cnn"]]
     assert names[0] == "000/conv1/kernel" and len(set(names)) == len(names)
     assert all(d == "float32" for _, _, d in here["digits-cnn-large"])
+
+
+def test_check_model_spec_needs_no_tensorflow(tmp_path):
+    script = (
+        "import sys\n"
+        "from learnae.training.models import check_model_spec, ModelSpecError\n"
+        "print(check_model_spec('digits-cnn-large'), check_model_spec('pkg.mod:build'))\n"
+        "for bad in ('digits-rnn', 'absent.keras', 'nofile.py:build', 'mod:'):\n"
+        "    try:\n"
+        "        check_model_spec(bad)\n"
+        "    except ModelSpecError as e:\n"
+        "        print('error', repr(bad) in str(e))\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, timeout=60).stdout.split("\n")
+    assert out[:6] == ["preset function", "error True", "error True", "error True", "error True", "False False"]
