@@ -19,6 +19,7 @@ import importlib
 __all__ = [
     "PRESETS",
     "ModelSpecError",
+    "check_model_spec",
     "load_model",
     "KerasTrainer",
     "StepResult",
@@ -35,6 +36,7 @@ __all__ = [
 _WHERE = {
     "PRESETS": "models",
     "ModelSpecError": "models",
+    "check_model_spec": "models",
     "load_model": "models",
     "KerasTrainer": "adapter",
     "StepResult": "adapter",
