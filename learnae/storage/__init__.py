@@ -8,11 +8,12 @@ never ``learnae.gossip`` or ``learnae.peer`` (a host is passed in).
 
 from learnae.storage.blockstore import BlockNotFoundError, BlockStore, CorruptBlockError
 from learnae.storage.cid import CID, cid_of, parse_cid
+from learnae.storage.node import open_embedded_node
 from learnae.storage.store import EmbeddedStore, Store, open_store
 from learnae.storage.unixfs import unixfs_cid
 
 __all__ = [
     "CID", "cid_of", "parse_cid", "unixfs_cid",
-    "Store", "EmbeddedStore", "open_store",
+    "Store", "EmbeddedStore", "open_store", "open_embedded_node",
     "BlockStore", "BlockNotFoundError", "CorruptBlockError",
 ]

@@ -124,6 +124,7 @@ class EmbeddedStore(Store):
     def __init__(self, root: str | Path, *, fetcher: Fetcher | None = None, durable: bool = False):
         self.blocks = BlockStore(root, durable=durable)
         self.fetcher = fetcher
+        self.bitswap = None  # set by open_embedded_node
 
     async def put(self, data: bytes, *, pin: bool = True) -> CID:
         def work() -> CID:

@@ -165,3 +165,19 @@ async def test_store_get_fetches_from_the_author_it_is_told_about(seeded):
             b.fetcher = bsb.fetch
             assert hb.get_connected_peers() == []
             assert await b.get(cid, providers=[full_addr(ha)]) == data
+
+
+async def test_embedded_nodes_exchange_snapshots(tmp_path):
+    """Two peers as the runtime wires them: put on one, get by CID (author hint) on the other."""
+    import numpy as np
+
+    from learnae.storage import open_embedded_node
+    from learnae.storage.snapshot import decode_snapshot, encode_snapshot
+
+    weights = [np.linspace(-3, 3, 300_000, dtype=np.float32).reshape(600, 500), np.ones(7, np.float32)]
+    async with running_host() as ha, running_host() as hb:
+        async with open_embedded_node(ha, tmp_path / "a") as a, open_embedded_node(hb, tmp_path / "b") as b:
+            cid = await a.put(encode_snapshot(weights, ["w", "b"], encoding="float16", step=3))
+            snap = decode_snapshot(await b.get(cid, providers=[full_addr(ha)]))
+            assert snap.step == 3 and np.allclose(snap.arrays[0], weights[0], rtol=2**-11, atol=2**-24)
+            assert b.bitswap.stats["blocks_received"] == 4  # 3 leaves + root
