@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # meshsub 1.2/1.1/1.0: what Kubo v0.22 (go-libp2p-pubsub) and py-libp2p both speak.
 PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID)
+IDONTWANT_MIN_BYTES = 1024  # go-libp2p's IDontWantMessageThreshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class LearnaeGossipSub(GossipSub):
         )
         self.dropped: Counter[str] = Counter()
         self.flood_publish = params.flood_publish
+        self._record_sent: set[ID] = set()
 
     def _get_peers_to_send(self, topic_ids, msg_forwarder: ID, origin: ID, msg_id: bytes | None = None):
         peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
@@ -122,6 +124,34 @@ class LearnaeGossipSub(GossipSub):
                     if p != origin and p in self.peer_protocol and self.scorer.allow_publish(p, [t]):
                         peers.add(p)
         return peers
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        # Read (synchronously) by _emit_idontwant_for_message during this call.
+        self._publishing_bytes = len(pubsub_msg.data)
+        await super().publish(msg_forwarder, pubsub_msg)
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids) -> None:
+        # IDONTWANT saves bandwidth on large messages only; for a few hundred bytes
+        # it doubles the RPCs per message. go-libp2p sends it above 1 KiB, as here.
+        if getattr(self, "_publishing_bytes", 0) >= IDONTWANT_MIN_BYTES:
+            await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+    def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
+        # py-libp2p attaches our signed peer record to every RPC, and the receiver
+        # verifies its signature every time. Once per connection is enough.
+        if rpc.HasField("senderRecord"):
+            if peer_id in self._record_sent:
+                slim = rpc_pb2.RPC()
+                slim.CopyFrom(rpc)
+                slim.ClearField("senderRecord")
+                rpc = slim
+            else:
+                self._record_sent.add(peer_id)
+        super().send_rpc(peer_id, rpc, priority)
+
+    def remove_peer(self, peer_id: ID) -> None:
+        self._record_sent.discard(peer_id)
+        super().remove_peer(peer_id)
 
     def _check_spam_protection(self, peer_id: ID, msg: rpc_pb2.Message) -> bool:
         ok = super()._check_spam_protection(peer_id, msg)

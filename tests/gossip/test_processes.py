@@ -1,0 +1,105 @@
+"""Gossip between separate peer processes (python -m learnae.gossip.node) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from .helpers import SWARM
+from .procs import NodeProc
+
+
+def _wait(pred, timeout_s=30.0, step_s=0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step_s)
+    return pred()
+
+
+def test_announcements_reach_every_process_completely():
+    boot = NodeProc(SWARM, "--no-dht")  # the DHT has its own test; keep this one lean
+    nodes = []
+    try:
+        # The first line a peer prints is the address to dial: the others bootstrap from it.
+        assert boot.addr.startswith("/ip4/127.0.0.1/tcp/") and boot.addr.endswith("/p2p/" + boot.peer_id)
+        nodes = [NodeProc(SWARM, "--bootstrap", boot.addr, "--no-dht") for _ in range(4)]
+        everyone = [boot, *nodes]
+        assert _wait(lambda: all(n.request("stats")["topic_peers"] >= 1 for n in everyone))
+        assert _wait(lambda: boot.request("stats")["topic_peers"] == 4)
+        time.sleep(0.5)
+        # A burst of 200 from one process and a few from another: all arrive, once each.
+        nodes[0].request("publish", n=200)
+        boot.request("publish", n=5)
+        for n in everyone:
+            want = {nodes[0].peer_id: 200, boot.peer_id: 5}
+            want.pop(n.peer_id, None)
+            assert _wait(lambda: all(len(n.received(a)) >= k for a, k in want.items()), 90), \
+                {a: len(n.received(a)) for a in want}
+            for author, k in want.items():
+                seqs = sorted(e["seq"] for e in n.received(author))
+                assert seqs == list(range(k))  # complete, no duplicates
+            stats = n.request("stats")
+            assert stats["shed"] == 0 and stats["dropped"] == {} and stats["rejected"] == {}
+    finally:
+        for n in [boot, *nodes]:
+            assert n.quit() == 0, "".join(n.stderr)[-2000:]
+
+
+# -- mDNS, inside two network namespaces this test creates (LAN multicast never leaves them)
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+@pytest.fixture
+def netns_pair():
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("mDNS test needs root and iproute2 to create network namespaces")
+    tag = f"{os.getpid() % 100000}"
+    a, b, va, vb = f"lrna{tag}", f"lrnb{tag}", f"lva{tag}", f"lvb{tag}"
+    try:
+        _ip("netns", "add", a)
+        _ip("netns", "add", b)
+        _ip("link", "add", va, "type", "veth", "peer", "name", vb)
+        _ip("link", "set", va, "netns", a)
+        _ip("link", "set", vb, "netns", b)
+        for ns, dev, addr in ((a, va, "10.231.77.1/24"), (b, vb, "10.231.77.2/24")):
+            _ip("-n", ns, "addr", "add", addr, "dev", dev)
+            _ip("-n", ns, "link", "set", dev, "up", "multicast", "on")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+    except subprocess.CalledProcessError as exc:
+        for ns in (a, b):
+            _ip("netns", "del", ns, check=False)
+        pytest.skip(f"cannot create network namespaces here: {exc.stderr.strip()}")
+    yield (a, "10.231.77.1"), (b, "10.231.77.2")
+    for ns in (a, b):
+        _ip("netns", "del", ns, check=False)
+
+
+def test_mdns_finds_a_peer_on_the_lan_with_zero_configuration(netns_pair):
+    (ns_a, ip_a), (ns_b, ip_b) = netns_pair
+    procs = []
+    try:
+        for ns, ip in ((ns_a, ip_a), (ns_b, ip_b)):
+            procs.append(NodeProc(SWARM, "--listen", f"/ip4/{ip}/tcp/0", "--mdns", "--no-dht",
+                                  prefix=["ip", "netns", "exec", ns]))
+        a, b = procs
+        assert a.addr.startswith(f"/ip4/{ip_a}/tcp/")
+        # No --bootstrap anywhere: they must find each other by multicast.
+        assert _wait(lambda: b.peer_id in a.request("stats")["peers"], 30)
+        assert _wait(lambda: a.peer_id in b.request("stats")["peers"], 30)
+        assert _wait(lambda: b.request("stats")["topic_peers"] == 1, 15)
+        stats = [p.request("stats") for p in procs]
+        assert stats[0]["mdns_found"] or stats[1]["mdns_found"]
+        a.request("publish", n=3)
+        assert _wait(lambda: len(b.received(a.peer_id)) == 3, 20)
+    finally:
+        for p in procs:
+            assert p.quit() == 0, "".join(p.stderr)[-2000:]
