@@ -17,7 +17,8 @@ Guarantees:
   place, so a crash (``kill -9``) mid-write leaves no half block. Blocks are not
   fsynced one by one (that costs 5x in import speed here); with
   ``durable=True`` they are. After a power cut a non-durable block may be lost,
-  which the read check detects. Pins are always written durably.
+  which the read check detects. Pins follow the same setting (an fsync on a
+  busy ext4 disk flushes everyone's dirty data and can take seconds).
 * Blocks over 2 MiB are rejected (:class:`~learnae.errors.InvalidBlockError`).
 
 Methods are synchronous (local file I/O); the async :class:`~learnae.storage.store.Store`
@@ -234,7 +235,7 @@ class BlockStore:
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid`` recursively: :meth:`gc` keeps it and every block it links to."""
-        atomic_write(self.root / "pins" / block_key(cid), str(cid).encode())
+        atomic_write(self.root / "pins" / block_key(cid), str(cid).encode(), durable=self.durable)
 
     def unpin(self, cid: CID) -> None:
         (self.root / "pins" / block_key(cid)).unlink(missing_ok=True)
