@@ -11,7 +11,8 @@ Two experiments (numbers go to docs/BENCHMARKS.md "## Averaging" and docs/averag
 Usage (from the repo root)::
 
     .venv/bin/python -m bench.averaging_quality noniid --steps 3000 --seeds 0,1,2
-    .venv/bin/python -m bench.averaging_quality byzantine --steps 2000 --seeds 0,1
+    .venv/bin/python -m bench.averaging_quality byzantine --steps 1500 --seeds 0,1
+    .venv/bin/python -m bench.averaging_quality plot --json results.json --plot out.png
 
 Each prints a Markdown table and writes JSON (``--json``) and a plot (``--plot``).
 """
@@ -186,6 +187,41 @@ def _print_byzantine(out: dict, rules: list[str]) -> None:
                   + f" | {min(att):.3f} |")
 
 
+def _plot_byzantine(out: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rules = list(dict.fromkeys(c["rule"] for c in out["cells"]))
+    cols = ("none",) + ATTACKS
+    acc = {(c["scheme"], c["rule"], c["attack"]): c["mean_acc"] for c in out["cells"]}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, scheme in zip(axes, ("iid", "classes:2")):
+        grid = np.array([[acc[(scheme, r, a)] for a in cols] for r in rules])
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        for i in range(len(rules)):
+            for j in range(len(cols)):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(cols)), ["clean"] + list(ATTACKS), rotation=30)
+        ax.set_yticks(range(len(rules)), rules)
+        ax.set_title(f"{scheme}: honest mean accuracy, 2 of 8 attack")
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"plot: {path}")
+
+
+def replot(args) -> dict:
+    with open(args.json) as f:
+        out = json.load(f)
+    if out["experiment"] == "noniid":
+        _plot_noniid(out, args.plot)
+    else:
+        _print_byzantine(out, list(dict.fromkeys(c["rule"] for c in out["cells"])))
+        _plot_byzantine(out, args.plot)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -201,8 +237,17 @@ def main() -> None:
     b.add_argument("--topology", default="complete")
     b.add_argument("--weight-cap", type=float, default=1.0)
     b.add_argument("--json", default="")
+    b.add_argument("--plot", default="docs/img/averaging_byzantine.png")
+    c = sub.add_parser("plot", help="redraw the plot (and table) from a saved --json file")
+    c.add_argument("--json", required=True)
+    c.add_argument("--plot", required=True)
     args = p.parse_args()
+    if args.cmd == "plot":
+        replot(args)
+        return
     out = noniid(args) if args.cmd == "noniid" else byzantine(args)
+    if args.cmd == "byzantine" and args.plot:
+        _plot_byzantine(out, args.plot)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -182,10 +182,14 @@ def _merge_round(cfg, params, velocity, mass, shards, history_snap, honest_ids, 
     vel_before = [[v[i].copy() for v in velocity] for i in range(n)]
     pushes: dict[int, list[Contribution]] = {i: [] for i in range(n)}
     if cfg.rule == "push-sum":  # push: each peer splits its mass between itself and k targets
+        honest_mass = float(np.mean(mass[honest_ids]))
         for j in range(n):
             targets = _neighbours(cfg, j, rng)
-            share = mass[j] / (len(targets) + 1)
-            mass[j] = share
+            if j in honest_ids:
+                share = mass[j] / (len(targets) + 1)
+                mass[j] = share
+            else:  # an attacker claims a typical mass (never receiving, its real mass would vanish)
+                share = honest_mass / (len(targets) + 1)
             for i in targets:
                 pushes[i].append(Contribution(published[j], len(shards[j]), author=str(j), mass=share))
     excluded = skipped = 0
