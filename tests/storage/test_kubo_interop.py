@@ -64,3 +64,24 @@ async def test_kubo_and_learnae_agree_on_cids(kubo, tmp_path, big_content, size)
     ans = await kubo.acall("hash", path=str(path), timeout=60)
     assert ans["ok"], ans
     assert ans["cid"] == str(unixfs_cid(big_content[:size], cid_version=0))
+
+
+async def test_kubo_fetches_from_learnae_ipfs_serve(kubo, tmp_path, learnae_cli, big_content):
+    """The storage-only node a user starts: Kubo dials its first line and fetches a file."""
+    import subprocess
+
+    data = bytes(big_content[3 * MiB:5 * MiB + 7])
+    cid = str(await EmbeddedStore(tmp_path / "seed" / "blocks").put(data))  # what `ipfs add` does
+    server = subprocess.Popen([*learnae_cli, "ipfs", "serve", "--data-dir", str(tmp_path / "seed")],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = await trio.to_thread.run_sync(server.stdout.readline)
+        ans = await kubo.acall("connect", addr=first.strip(), timeout=20)
+        assert ans["ok"], ans
+        dest = tmp_path / "from-serve.bin"
+        ans = await kubo.acall("download", cid=cid, dest=str(dest), timeout=60)
+        assert ans["ok"], ans
+        assert dest.read_bytes() == data
+    finally:
+        server.terminate()
+        await trio.to_thread.run_sync(server.wait)
