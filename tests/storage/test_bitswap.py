@@ -181,3 +181,19 @@ async def test_embedded_nodes_exchange_snapshots(tmp_path):
             snap = decode_snapshot(await b.get(cid, providers=[full_addr(ha)]))
             assert snap.step == 3 and np.allclose(snap.arrays[0], weights[0], rtol=2**-11, atol=2**-24)
             assert b.bitswap.stats["blocks_received"] == 4  # 3 leaves + root
+
+
+async def test_an_interrupted_fetch_resumes_with_what_is_on_disk(seeded):
+    """Blocks already stored (e.g. before a kill -9) are not fetched again."""
+    data = content("resume", SIZE)
+    a, b = await seeded("a", data), await seeded("b")
+    cid = (await a.pins())[0]
+    for i in range(3):  # the first three leaves made it to disk before the "crash"
+        leaf = data[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
+        b.blocks.put_block(cid_of(leaf), leaf)
+    async with running_host() as ha, running_host() as hb:
+        async with Bitswap(ha, a.blocks).run() as bsa, Bitswap(hb, b.blocks).run() as bsb:
+            stats = await bsb.fetch(cid, [full_addr(ha)], timeout_s=30)
+    assert (stats.local_blocks, stats.blocks) == (3, 4)  # root + 3 leaves over the network
+    assert bsa.stats["blocks_sent"] == 4
+    assert b"".join(read_file(cid, b.blocks.get_block)) == data
