@@ -17,8 +17,8 @@ class NodeProc:
     """One gossip node process: its dial address, its JSON events, and a command pipe."""
 
     def __init__(self, swarm: str, *args: str, env: dict | None = None, prefix: list[str] | None = None,
-                 start_timeout_s: float = 30.0):
-        cmd = (prefix or []) + [sys.executable, "-m", "learnae.gossip.node", "--swarm", swarm, *args]
+                 start_timeout_s: float = 30.0, module: str = "learnae.gossip.node"):
+        cmd = (prefix or []) + [sys.executable, "-m", module, "--swarm", swarm, *args]
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},

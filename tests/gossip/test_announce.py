@@ -72,3 +72,17 @@ async def test_publish_after_shutdown_fails_loudly():
         with pytest.raises(ServiceError, match="shut down"):
             await g.publish(sign_entry(ident, swarm=SWARM, seq=0, prev=None, kind="leave",
                                        body={"reason": "x"}))
+
+
+async def test_a_consumer_that_falls_behind_is_told_not_silently_dropped(caplog):
+    from learnae.gossip.announce import PublishParams
+
+    async with swarm(2, collect=False, publish=PublishParams(inbox_capacity=5)) as (a, b):
+        for _ in range(12):
+            await a.gossip.publish(a.entry())
+        assert await wait_until(lambda: b.gossip.stats()["accepted"] == 12)
+        stats = b.gossip.stats()
+        assert stats["shed"] == 7 and stats["inbox"] == 5  # counted...
+        assert any("shed" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)  # ...and said
+        kept = [b.gossip.announcements().get_nowait().entry.seq for _ in range(5)]
+        assert len(set(kept)) == 5 and min(kept) >= 5  # the newest are kept (oldest shed first)
