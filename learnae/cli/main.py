@@ -43,10 +43,29 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _single(group: BaseExceptionGroup) -> BaseException | None:
+    """The one exception inside (nested) exception groups, or None if there are several."""
+    leaves = []
+    stack = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to one-line messages and exit codes."""
     try:
-        rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)
+        try:
+            rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)
+        except BaseExceptionGroup as group:  # trio nurseries wrap what a task raised
+            inner = _single(group)
+            if inner is None:
+                raise
+            raise inner from None
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)

@@ -82,10 +82,11 @@ def _multiaddr(v: str) -> str | None:
     return None if ok else "must be a TCP multiaddr like /ip4/127.0.0.1/tcp/4010"
 
 
-def _multiaddrs(vs: list[str]) -> str | None:
+def _peer_addrs(vs: list[str]) -> str | None:
     for v in vs:
-        if err := _multiaddr(v):
-            return f"{v!r} {err}"
+        if _multiaddr(v) or "/p2p/" not in v:
+            return (f"has {v!r}: each must be a full peer address like /ip4/127.0.0.1/tcp/4010/p2p/12D3KooW..., "
+                    "as printed on the first line of `learnae peer start`")
     return None
 
 
@@ -123,7 +124,7 @@ class PeerConfig:
     swarm: str = _opt("default", "name", "swarm name; with the model fingerprint it picks the gossip topic")
     # -- network --------------------------------------------------------------
     listen: str = _opt("/ip4/0.0.0.0/tcp/4010", "multiaddr", "address to listen on (tcp port 0 = any free port)", _multiaddr)
-    bootstrap: list[str] = _opt_list("multiaddrs", "peers to dial at start (any peer can be one)", _multiaddrs)
+    bootstrap: list[str] = _opt_list("multiaddrs", "peers to dial at start (any peer can be one)", _peer_addrs)
     mdns: bool = _opt(False, "on/off", "find peers on the local network by multicast DNS (sends LAN multicast)")
     dht: bool = _opt(True, "on/off", "run the Kademlia DHT (server mode) among the swarm's peers")
     # -- model and data ---------------------------------------------------------

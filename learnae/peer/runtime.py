@@ -36,7 +36,8 @@ from learnae.peer.lock import DataDirLock
 from learnae.peer.metrics import PeerMetrics
 from learnae.peer.reporting import StatusReporter
 from learnae.peer.view import SnapshotRef, SwarmView
-from learnae.peer.workload import Workload, prepare_workload
+from learnae.peer.workload import Workload, prepare_workload, split_local_data
+from learnae.training.models import check_model_spec
 
 __all__ = ["run_peer", "Peer"]
 
@@ -52,17 +53,10 @@ def run_peer(cfg: PeerConfig) -> None:
 
 
 async def _run(cfg: PeerConfig) -> None:
-    from learnae.gossip import dial_line, open_host, swarm_id
-    from learnae.gossip.announce import PublishParams, open_gossip
-    from learnae.gossip.discovery import DiscoveryParams, open_discovery
-    from learnae.ledger import Ledger
-    from learnae.storage.bitswap import Bitswap
-    from learnae.storage.store import open_store
-
     data_dir = cfg.data_dir.expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     with DataDirLock(data_dir):
-        identity = Identity.load_or_create(data_dir)
+        # Cheap checks of the user's input first: a typo costs no TensorFlow import.
         spec = parse_dataset_spec(cfg.dataset)
         if spec.kind == "cid":
             raise UserError(
@@ -70,24 +64,38 @@ async def _run(cfg: PeerConfig) -> None:
                 "local store first: run `learnae ipfs get CID --from PEER` then start again"
             )
         dataset = load_dataset(cfg.dataset)
+        split_local_data(cfg, dataset)
+        check_model_spec(cfg.model)
+        identity = Identity.load_or_create(data_dir)
         work = await trio.to_thread.run_sync(prepare_workload, cfg, dataset)
-        swarm = swarm_id(cfg.swarm, work.fingerprint)
-        resumed = _resume(cfg, work)
-        store = open_store(cfg)
-        with Ledger.open(data_dir, identity) as ledger:
-            async with open_host(identity, [cfg.listen]) as host:
-                print(dial_line(host), flush=True)
-                bitswap = Bitswap(host, LedgerBackedBlocks(store.blocks, ledger))
-                store.fetcher = lambda cid, recursive=True: bitswap.fetch(cid, recursive=recursive)
-                ledger.fetch_block = store.get_block
-                peer = Peer(cfg, identity, work, swarm, ledger, store, bitswap, resumed=resumed)
-                disc_params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
-                async with bitswap.run(), \
-                        open_gossip(host, swarm, chain_check=peer.chain_check,
-                                    publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
-                        open_discovery(host, swarm, disc_params) as discovery:
-                    peer.gossip, peer.discovery, peer.host = gossip, discovery, host
-                    await peer.run()
+        await _serve(cfg, data_dir, identity, work)
+
+
+async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload) -> None:
+    from learnae.gossip import dial_line, open_host, swarm_id
+    from learnae.gossip.announce import PublishParams, open_gossip
+    from learnae.gossip.discovery import DiscoveryParams, open_discovery
+    from learnae.ledger import Ledger
+    from learnae.storage.bitswap import Bitswap
+    from learnae.storage.store import open_store
+
+    swarm = swarm_id(cfg.swarm, work.fingerprint)
+    resumed = _resume(cfg, work)
+    store = open_store(cfg)
+    with Ledger.open(data_dir, identity) as ledger:
+        async with open_host(identity, [cfg.listen]) as host:
+            print(dial_line(host), flush=True)
+            bitswap = Bitswap(host, LedgerBackedBlocks(store.blocks, ledger))
+            store.fetcher = lambda cid, recursive=True: bitswap.fetch(cid, recursive=recursive)
+            ledger.fetch_block = store.get_block
+            peer = Peer(cfg, identity, work, swarm, ledger, store, bitswap, resumed=resumed)
+            disc_params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
+            async with bitswap.run(), \
+                    open_gossip(host, swarm, chain_check=peer.chain_check,
+                                publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
+                    open_discovery(host, swarm, disc_params) as discovery:
+                peer.gossip, peer.discovery, peer.host = gossip, discovery, host
+                await peer.run()
 
 
 def _resume(cfg: PeerConfig, work: Workload) -> Checkpoint | None:
@@ -141,6 +149,8 @@ class Peer:
             nursery.start_soon(self._consume)
             nursery.start_soon(self.reporter.run)
             nursery.start_soon(self._fill_gaps)
+            if self.cfg.bootstrap:
+                nursery.start_soon(self._check_bootstrap_swarm)
             with trio.CancelScope() as self._work_scope:
                 nursery.start_soon(self._watch_signals)
                 await self._work()
@@ -161,6 +171,30 @@ class Peer:
                 if self._work_scope is not None:
                     self._work_scope.cancel()
                 return
+
+    async def _check_bootstrap_swarm(self) -> None:
+        """Fail clearly when a bootstrap peer trains another model (or swarm name).
+
+        Peers of different models never share a topic, so without this check a
+        peer given the wrong --model would just sit isolated next to its swarm.
+        """
+        from learnae.gossip import parse_peer_addr
+        from learnae.gossip.topics import swarm_of_topic
+
+        wanted = {parse_peer_addr(a).peer_id for a in self.cfg.bootstrap}
+        for _ in range(60):
+            await trio.sleep(0.5)
+            topics = self.gossip.pubsub.peer_topics
+            for pid in wanted:
+                theirs = {t for t, members in topics.items() if pid in members and swarm_of_topic(t)}
+                if theirs and self.gossip.topic not in theirs:
+                    raise UserError(
+                        f"bootstrap peer {pid} trains in swarm {swarm_of_topic(sorted(theirs)[0])}, this peer in "
+                        f"{self.swarm}: its model fingerprint or swarm name differs; use the swarm's --model "
+                        f"and --swarm (this model's fingerprint is {self.work.fingerprint[:16]}...)"
+                    )
+                if theirs:
+                    return
 
     async def _announce_start(self) -> None:
         from learnae.data.shards import encode_shard

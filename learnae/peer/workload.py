@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from learnae.data.datasets import Dataset, split_dataset
-from learnae.data.shards import select_shard
+from learnae.data.shards import select_shard, split_local_shard
 from learnae.peer.config import PeerConfig
 
-__all__ = ["Workload", "prepare_workload", "VALIDATION_SHARE"]
+__all__ = ["Workload", "prepare_workload", "split_local_data", "VALIDATION_SHARE"]
 
 VALIDATION_SHARE = 0.1  # of the peer's own shard, for its local validation metric
 
@@ -48,6 +46,18 @@ class Workload:
     fingerprint: str
 
 
+def split_local_data(cfg: PeerConfig, dataset: Dataset) -> tuple[Dataset, Dataset, Dataset]:
+    """``(train, validation, test)`` for this peer: numpy only, no TensorFlow.
+
+    Raises:
+        UserError: a bad shard or partition.
+    """
+    splits = split_dataset(dataset, seed=cfg.seed)
+    shard = select_shard(splits.train, cfg.shard, partition=cfg.partition, seed=cfg.seed)
+    local = split_local_shard(shard, seed=cfg.seed, validation=VALIDATION_SHARE)
+    return local.train, local.validation, splits.test
+
+
 def prepare_workload(cfg: PeerConfig, dataset: Dataset) -> Workload:
     """Cut this peer's shard from ``dataset`` and build its model (loads TensorFlow).
 
@@ -57,11 +67,7 @@ def prepare_workload(cfg: PeerConfig, dataset: Dataset) -> Workload:
     from learnae.storage.snapshot import fingerprint
     from learnae.training import KerasTrainer
 
-    splits = split_dataset(dataset, seed=cfg.seed)
-    shard = select_shard(splits.train, cfg.shard, partition=cfg.partition, seed=cfg.seed)
-    order = np.random.default_rng([cfg.seed, 7]).permutation(len(shard))
-    n_val = max(1, int(len(shard) * VALIDATION_SHARE)) if len(shard) > 1 else 0
-    validation, train = shard.subset(order[:n_val]), shard.subset(order[n_val:])
+    train, validation, test = split_local_data(cfg, dataset)
     trainer = KerasTrainer.from_spec(
         cfg.model, train.x, train.y, seed=cfg.seed, optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate, momentum=cfg.momentum, batch_size=cfg.batch_size,
@@ -69,4 +75,4 @@ def prepare_workload(cfg: PeerConfig, dataset: Dataset) -> Workload:
     specs = trainer.tensor_specs()
     names = [s[0] for s in specs]
     fp = fingerprint(names, [s[1] for s in specs], [s[2] for s in specs])
-    return Workload(trainer, train, validation, splits.test, names, fp)
+    return Workload(trainer, train, validation, test, names, fp)

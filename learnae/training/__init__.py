@@ -1,4 +1,4 @@
-"""learnae.training: model specs, the Keras adapter, checkpoints, evaluation.
+"""learnae.training: model specs, the Keras adapter, evaluation.
 
 The only package that imports Keras/TensorFlow (plus :mod:`learnae.keras`). The
 imports are lazy, so ``import learnae.training`` is cheap and TensorFlow loads on
@@ -25,9 +25,6 @@ __all__ = [
     "StepResult",
     "TensorSpec",
     "tensor_specs",
-    "save_checkpoint",
-    "load_checkpoint",
-    "CheckpointMismatchError",
     "evaluate_model",
     "read_weights",
     "write_weights",
@@ -42,9 +39,6 @@ _WHERE = {
     "StepResult": "adapter",
     "TensorSpec": "weights",
     "tensor_specs": "weights",
-    "save_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "CheckpointMismatchError": "checkpoint",
     "evaluate_model": "evaluation",
     "read_weights": "weights",
     "write_weights": "weights",
