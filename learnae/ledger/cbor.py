@@ -213,7 +213,14 @@ def _item(data: bytes, pos: int, depth: int, size: int):
             raise CborError(f"unsupported tag {n}")
         if pos >= size or data[pos] >> 5 != 2:
             raise CborError("tag 42 does not hold a byte string")
-        raw, pos = _item(data, pos, depth, size)
+        if data[pos] == 0x58 and pos + 2 <= size and data[pos + 1] >= 24:  # the usual 24-255 byte CID
+            start = pos + 2
+            pos = start + data[pos + 1]
+            if pos > size:
+                raise CborError("truncated")
+            raw = data[start:pos]
+        else:
+            raw, pos = _item(data, pos, depth, size)
         if not raw or raw[0] != 0:
             raise CborError("CID link lacks the 0x00 multibase prefix")
         return cid_from_bytes(raw[1:]), pos
@@ -223,27 +230,81 @@ def _item(data: bytes, pos: int, depth: int, size: int):
         raise CborError("truncated")
     depth += 1
     if major == 5:
-        d = {}
-        last = b""
-        for _ in range(n):
-            kpos = pos
-            if pos >= size or data[pos] >> 5 != 3:
-                raise CborError("map key is not text")
-            k, pos = _item(data, pos, depth, size)
-            kraw = data[kpos:pos]
-            # canonical order: shorter encoded key first, then bytewise
-            if len(kraw) < len(last) or (len(kraw) == len(last) and kraw <= last):
-                raise CborError("map keys not in canonical order or duplicated", "non-canonical")
-            last = kraw
-            d[k], pos = _item(data, pos, depth, size)
-        return d, pos
+        return _map(data, pos, n, depth, size, None)
     if major == 4:
         out = []
         for _ in range(n):
-            v, pos = _item(data, pos, depth, size)
-            out.append(v)
+            if pos >= size:
+                raise CborError("truncated")
+            h = data[pos]
+            if h < 0x18:  # fast path: small unsigned int
+                out.append(h)
+                pos += 1
+            else:
+                v, pos = _item(data, pos, depth, size)
+                out.append(v)
         return out, pos
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_KEYS: dict[bytes, str] = {}  # encoded map key -> str; keys repeat in every entry
+
+
+def _map(data: bytes, pos: int, n: int, depth: int, size: int, spans: dict | None):
+    """Decode ``n`` key/value pairs at ``pos``; keys are text in canonical order.
+
+    Keys and the most common values (small ints, short text) are decoded inline:
+    a call per item is most of the cost of decoding an entry in Python.
+    """
+    d = {}
+    last = b""
+    for _ in range(n):
+        kpos = pos
+        if pos >= size:
+            raise CborError("truncated")
+        h = data[pos]
+        if 0x60 <= h <= 0x77:
+            pos += 1 + h - 0x60
+            if pos > size:
+                raise CborError("truncated")
+            kraw = data[kpos:pos]
+            k = _KEYS.get(kraw)
+            if k is None:
+                try:
+                    k = kraw[1:].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise CborError("text is not UTF-8") from None
+                if len(_KEYS) < 4096:
+                    _KEYS[kraw] = k
+        elif h >> 5 == 3:
+            k, pos = _item(data, pos, depth, size)
+            kraw = data[kpos:pos]
+        else:
+            raise CborError("map key is not text")
+        # canonical order: shorter encoded key first, then bytewise; no duplicates
+        if len(kraw) < len(last) or (len(kraw) == len(last) and kraw <= last):
+            raise CborError("map keys not in canonical order or duplicated", "non-canonical")
+        last = kraw
+        if pos >= size:
+            raise CborError("truncated")
+        h = data[pos]
+        if h < 0x18:
+            d[k] = h
+            pos += 1
+        elif 0x60 <= h <= 0x77:
+            start = pos + 1
+            pos = start + h - 0x60
+            if pos > size:
+                raise CborError("truncated")
+            try:
+                d[k] = data[start:pos].decode("utf-8")
+            except UnicodeDecodeError:
+                raise CborError("text is not UTF-8") from None
+        else:
+            d[k], pos = _item(data, pos, depth, size)
+        if spans is not None:
+            spans[k] = (kpos, pos)
+    return d, pos
 
 
 def decode(data: bytes):
@@ -273,21 +334,12 @@ def decode_top_map(data: bytes) -> tuple[dict, dict[str, tuple[int, int]]]:
     if head >> 5 != 5:
         raise CborError("top-level item is not a map")
     size = len(data)
-    n, pos = _arg(data, 1, head & 0x1F)
+    ai = head & 0x1F
+    n, pos = (ai, 1) if ai < 24 else _arg(data, 1, ai)
     if n > size:
         raise CborError("truncated")
-    out, spans, last = {}, {}, b""
-    for _ in range(n):
-        kpos = pos
-        if pos >= size or data[pos] >> 5 != 3:
-            raise CborError("map key is not text")
-        k, pos = _item(data, pos, 1, size)
-        kraw = data[kpos:pos]
-        if len(kraw) < len(last) or (len(kraw) == len(last) and kraw <= last):
-            raise CborError("map keys not in canonical order or duplicated", "non-canonical")
-        last = kraw
-        out[k], pos = _item(data, pos, 1, size)
-        spans[k] = (kpos, pos)
+    spans: dict[str, tuple[int, int]] = {}
+    out, pos = _map(data, pos, n, 1, size, spans)
     if pos != size:
         raise CborError("trailing bytes after the item")
     return out, spans

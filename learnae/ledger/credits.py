@@ -75,27 +75,27 @@ def score(samples: int, merged_weight: float, snapshots: int, shard_samples: int
     return s * (FORK_FACTOR if forked else 1.0)
 
 
-_CREDITED = """
-WITH f AS (SELECT author, MIN(seq) AS fseq FROM forks GROUP BY author),
-ok AS (SELECT e.cid, e.author, e.seq, e.kind, e.samples FROM entries e LEFT JOIN f ON f.author = e.author
-       WHERE f.fseq IS NULL OR e.seq < f.fseq)
+# Fork cut-offs come from a tiny table (forked authors only); everything else is one scan.
+_FORKS = "(SELECT author, MIN(seq) AS fseq FROM forks GROUP BY author)"
+
+_OWN = f"""
+SELECT e.author,
+       COALESCE(MAX(CASE WHEN e.kind='snapshot' THEN e.samples END), 0),
+       SUM(e.kind='snapshot'), SUM(e.kind='shard'),
+       COALESCE(SUM(CASE WHEN e.kind='shard' THEN e.samples END), 0)
+FROM entries e LEFT JOIN {_FORKS} f ON f.author = e.author
+WHERE f.fseq IS NULL OR e.seq < f.fseq
+GROUP BY e.author
 """
 
-_OWN = _CREDITED + """
-SELECT author,
-       COALESCE(MAX(CASE WHEN kind='snapshot' THEN samples END), 0),
-       SUM(kind='snapshot'), SUM(kind='shard'),
-       COALESCE(SUM(CASE WHEN kind='shard' THEN samples END), 0)
-FROM ok GROUP BY author
-"""
-
-_MERGES = _CREDITED + """
-SELECT pe.author, COUNT(*), COUNT(DISTINCT p.child_author), SUM(p.weight)
+_MERGES = f"""
+SELECT p.parent_author, COUNT(*), COUNT(DISTINCT p.child_author), SUM(p.weight)
 FROM parents p
-JOIN ok pe ON pe.cid = p.parent
-LEFT JOIN f ON f.author = p.child_author
-WHERE p.child_author != pe.author AND (f.fseq IS NULL OR p.child_seq < f.fseq)
-GROUP BY pe.author
+LEFT JOIN {_FORKS} fp ON fp.author = p.parent_author
+LEFT JOIN {_FORKS} fc ON fc.author = p.child_author
+WHERE p.parent_author IS NOT NULL AND p.child_author != p.parent_author
+  AND (fp.fseq IS NULL OR p.parent_seq < fp.fseq) AND (fc.fseq IS NULL OR p.child_seq < fc.fseq)
+GROUP BY p.parent_author
 """
 
 

@@ -20,7 +20,7 @@ from learnae.ledger.entry import Entry
 
 __all__ = ["Index", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
@@ -34,10 +34,13 @@ CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
 CREATE INDEX IF NOT EXISTS entries_model ON entries(model);
 CREATE TABLE IF NOT EXISTS parents(
     child BLOB NOT NULL, child_author TEXT NOT NULL, child_seq INTEGER NOT NULL,
-    parent BLOB NOT NULL, weight REAL NOT NULL, PRIMARY KEY(child, parent)
+    parent BLOB NOT NULL, weight REAL NOT NULL,
+    parent_author TEXT, parent_seq INTEGER,  -- NULL until the parent entry is stored here
+    PRIMARY KEY(child, parent)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS parents_parent ON parents(parent);
-CREATE INDEX IF NOT EXISTS parents_child_author ON parents(child_author, child_seq);
+CREATE INDEX IF NOT EXISTS parents_child_author
+    ON parents(child_author, child_seq, parent_author, parent_seq, weight);
 CREATE TABLE IF NOT EXISTS forks(
     author TEXT NOT NULL, seq INTEGER NOT NULL, first BLOB NOT NULL, second BLOB NOT NULL,
     PRIMARY KEY(author, seq)
@@ -109,11 +112,16 @@ class Index:
             (cid, e.author, e.seq, e.kind, e.ts, e.swarm, cid_to_bytes(e.prev) if e.prev else None,
              log_id, off, length, model, step, samples, shard),
         )
+        # merge edges carry both ends' author and seq, so credits and lineage never join
+        self.db.execute("UPDATE parents SET parent_author=?, parent_seq=? WHERE parent=? AND parent_author IS NULL",
+                        (e.author, e.seq, cid))
         if e.kind == "snapshot" and body["parents"]:
-            self.db.executemany(
-                "INSERT OR IGNORE INTO parents VALUES (?,?,?,?,?)",
-                [(cid, e.author, e.seq, cid_to_bytes(p["entry"]), p["weight"]) for p in body["parents"]],
-            )
+            rows = []
+            for p in body["parents"]:
+                parent = cid_to_bytes(p["entry"])
+                known = self.db.execute("SELECT author, seq FROM entries WHERE cid=?", (parent,)).fetchone()
+                rows.append((cid, e.author, e.seq, parent, p["weight"], *(known or (None, None))))
+            self.db.executemany("INSERT OR IGNORE INTO parents VALUES (?,?,?,?,?,?,?)", rows)
 
     def add_fork(self, author: str, seq: int, first: bytes, second: bytes) -> None:
         self.db.execute("INSERT OR IGNORE INTO forks VALUES (?,?,?,?)", (author, seq, first, second))

@@ -125,6 +125,7 @@ class Ledger:
         self.dir = Path(directory)
         self.readonly = readonly
         self.identity = identity
+        self._own_id = identity.peer_id if identity is not None else None  # computed once: base58 is slow
         self._lock_fd = None
         if readonly:
             self._open_readonly()
@@ -321,7 +322,7 @@ class Ledger:
             log.warning("fork: author %s signed two entries at seq %d (%s, %s)",
                         e.author, e.seq, proof.first.cid, e.cid)
             return ReceiveResult(Status.FORK, e.cid, proof=proof)
-        if self.identity is not None and e.author == self.identity.peer_id:
+        if e.author == self._own_id:
             # only this peer writes its chain: an entry of ours that we never wrote, past our head,
             # is a forgery or a leftover of a lost data dir; never build on it
             return self._rejected(e.cid, "unknown-own-entry")

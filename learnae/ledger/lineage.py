@@ -110,8 +110,9 @@ def trace(db, model: CID) -> Lineage:
         lo, hi = done.get(author, -1), horizon[author]
         done[author] = hi
         rows = db.execute(
-            "SELECT pe.author, pe.seq, p.weight FROM parents p JOIN entries pe ON pe.cid = p.parent "
-            "WHERE p.child_author=? AND p.child_seq>? AND p.child_seq<=?", (author, lo, hi)).fetchall()
+            "SELECT parent_author, parent_seq, weight FROM parents "
+            "WHERE child_author=? AND child_seq>? AND child_seq<=? AND parent_author IS NOT NULL",
+            (author, lo, hi)).fetchall()
         for parent_author, parent_seq, w in rows:
             merges += 1
             weight[parent_author] = weight.get(parent_author, 0.0) + w
