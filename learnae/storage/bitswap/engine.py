@@ -207,34 +207,40 @@ class Bitswap:
         self.stats[f"rejected:{exc.reason}"] += 1
         log.warning("bitswap: rejected data from %s: %s", peer, exc)
 
-    def _accept_blocks(self, raw_blocks) -> list[tuple[CID, int, bytes | None]]:
+    def _accept_blocks(self, raw_blocks) -> tuple[list[tuple[CID, int, bytes | None]], collections.Counter]:
         """In a worker thread: hash each block, keep only wanted ones, store them.
 
-        Returns (cid, size, data) per stored block; ``data`` only for blocks with
-        links (dag-pb, dag-cbor), which the fetch session must read.
+        Returns (cid, size, data) per stored block, ``data`` only for blocks with
+        links (dag-pb, dag-cbor), which the fetch session must read; and the
+        rejections to count (counted on the event loop, not here).
         """
-        out = []
+        out, rejected = [], collections.Counter()
         for prefix, data in raw_blocks:
             if len(data) > MAX_BLOCK_BYTES:
-                self.stats["rejected:block-too-large"] += 1
+                rejected["rejected:block-too-large"] += 1
                 continue
             cid = block_cid(prefix, data)
             if cid is None:
-                self.stats["rejected:unsupported-block-prefix"] += 1
+                rejected["rejected:unsupported-block-prefix"] += 1
                 continue
             if cid.digest not in self._listeners:  # not wanted (or not the bytes we asked for)
-                self.stats["unsolicited_blocks"] += 1
+                rejected["unsolicited_blocks"] += 1
                 continue
             self.blocks.put_verified(cid, data)  # the CID was just computed from these bytes
             out.append((cid, len(data), None if cid.codec.code == RAW else bytes(data)))
-        return out
+        return out, rejected
 
     async def _on_message(self, peer, msg: Message) -> None:
         if msg.rejected:
             self.stats["rejected:unsupported-block-prefix"] += msg.rejected
         if msg.wants:
             self._serve(peer, msg.wants)
-        stored = await trio.to_thread.run_sync(self._accept_blocks, msg.raw_blocks) if msg.raw_blocks else []
+        stored: list = []
+        if msg.raw_blocks:
+            stored, rejected = await trio.to_thread.run_sync(self._accept_blocks, msg.raw_blocks)
+            if rejected:
+                self.stats.update(rejected)
+                log.info("bitswap: dropped blocks from %s: %s", peer, dict(rejected))
         for cid, size, data in stored:
             self.stats["blocks_received"] += 1
             self.stats["bytes_received"] += size

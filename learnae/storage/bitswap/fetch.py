@@ -8,7 +8,8 @@ every provider that answers HAVE or delivers a block joins the working set,
 and the remaining blocks are spread over that set, at most ``window_blocks``
 outstanding per provider. A want unanswered after ``request_timeout_s``, or
 answered DONT_HAVE, is asked of the next provider (a provider that times out
-three times is dropped). Every block is verified (its CID is recomputed from
+three times is dropped; a block arriving from a provider renews the deadlines of its
+other wants, which are queued behind it). Every block is verified (its CID is recomputed from
 its bytes), written straight to the block store, and its links are queued,
 so memory holds at most the window, never the file.
 
@@ -224,6 +225,12 @@ class _Session:
             self.todo.remove(w.cid)
         self.blocks += 1
         self.bytes += size
+        # the provider is making progress: what it still owes us is queued behind
+        # this block, not lost, so its other wants get a fresh deadline
+        deadline = trio.current_time() + self.bs.request_timeout_s
+        for other in self.inflight.values():
+            if other.peer == peer:
+                other.deadline = deadline
         self.good.add(peer)
         self.strikes[peer] = 0
         self.from_peers.add(peer)
