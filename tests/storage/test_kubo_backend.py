@@ -13,6 +13,9 @@ from learnae.storage.kubo import KuboStore
 from learnae.storage.store import EmbeddedStore, open_store
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
+
+
 def _dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,13 +13,23 @@ from learnae.storage.store import EmbeddedStore
 from learnae.storage.unixfs import CHUNK_BYTES, unixfs_cid
 from tests.storage.conftest import content
 
+# ipfshttpclient passes urllib3 an argument it deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
+
 KUBO_API = os.environ.get("LEARNAE_TEST_KUBO_API")
 
 
-@pytest.fixture(params=["embedded", "kubo"])
+@pytest.fixture(params=["embedded", "kubo-rpc-fake", "kubo"])
 async def store(request, tmp_path):
+    fake = None
     if request.param == "embedded":
         s = EmbeddedStore(tmp_path / "blocks")
+    elif request.param == "kubo-rpc-fake":  # KuboStore's requests, answered by learnae.testing's fake
+        from learnae.storage.kubo import KuboStore
+        from learnae.testing.kubo import FakeKuboRPC
+
+        fake = FakeKuboRPC(tmp_path / "fake-kubo")
+        s = KuboStore(fake.api, timeout_s=5)
     else:
         if not KUBO_API:
             pytest.skip("set LEARNAE_TEST_KUBO_API=/ip4/127.0.0.1/tcp/5001 to test the Kubo backend")
@@ -28,6 +38,8 @@ async def store(request, tmp_path):
         s = KuboStore(KUBO_API, timeout_s=5)
     yield s
     await s.aclose()
+    if fake is not None:
+        fake.close()
 
 
 @pytest.mark.parametrize("size", [0, 1000, CHUNK_BYTES + 1, 3 * CHUNK_BYTES + 5])
