@@ -89,6 +89,7 @@ class SimResult:
     history: list[tuple[int, float, float]]  # (step, mean honest accuracy, min honest accuracy)
     final_mean_acc: float
     final_min_acc: float
+    final_premerge_acc: float  # mean honest accuracy at the last step just before its merge (worst point of a period)
     excluded: int  # contributions rejected by validation
     skipped: int  # merges a rule could not run (too few participants)
     wall_s: float
@@ -163,13 +164,16 @@ def simulate(
             v *= cfg.momentum
             v -= cfg.lr * g
             p += v
+        if step == cfg.steps:  # the drifted state, before the last merge pulls peers together
+            pre = accuracy(params, x_test, y_test)[honest_ids]
         if step % cfg.merge_every == 0:
             e, s = _merge_round(cfg, params, velocity, mass, shards, history_snap, honest_ids, step, rng)
             excluded, skipped = excluded + e, skipped + s
         if step % cfg.eval_every == 0 or step == cfg.steps:
             acc = accuracy(params, x_test, y_test)[honest_ids]
             history.append((step, float(acc.mean()), float(acc.min())))
-    return SimResult(cfg, history, history[-1][1], history[-1][2], excluded, skipped, time.perf_counter() - t0)
+    return SimResult(cfg, history, history[-1][1], history[-1][2], float(pre.mean()), excluded, skipped,
+                     time.perf_counter() - t0)
 
 
 def _merge_round(cfg, params, velocity, mass, shards, history_snap, honest_ids, step, rng) -> tuple[int, int]:
