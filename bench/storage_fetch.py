@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -119,6 +120,9 @@ async def client(addr: str, cid: str, mib: int, rounds: int, store_dir: str | No
         "raw_median_MB_s": round(raw_med, 1), "bitswap_median_MB_s": round(bs_med, 1),
         "bitswap_over_raw": round(bs_med / raw_med, 2),
         "cpu_s_median": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
+        # high-water mark of the client process (imports included): a fetch streams to
+        # disk, so this stays far below the file size times the rounds
+        "client_max_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "target_MB_s": TARGET_MB_S, "meets_target": bs_med >= TARGET_MB_S,
     }
 
