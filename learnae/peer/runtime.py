@@ -43,6 +43,8 @@ __all__ = ["run_peer", "Peer"]
 
 log = logging.getLogger(__name__)
 
+FINISH_WAIT_S = 60.0  # at max_steps: how long to wait for the neighbours' final snapshots
+FINISH_LINGER_S = 3.0  # then: how long to keep serving our own final snapshot before leaving
 LEAVE_BUDGET_S = 3.5  # Ctrl-C to exit: checkpoint + leave entry + flush, within 5 s
 KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
 
@@ -238,7 +240,30 @@ class Peer:
                 await self._publish_snapshot()
             if step % cfg.checkpoint_every == 0:
                 await self._checkpoint()
+        await self._finish()
         self.leave_reason = "done"
+
+    async def _finish(self) -> None:
+        """At ``max_steps``: end in consensus with the swarm, not on a last burst of local steps.
+
+        Waits (bounded) until every live neighbour has announced a snapshot at
+        ``max_steps`` or left, merges all their final snapshots at once, publishes
+        the result, and keeps serving it briefly so later finishers can fetch it.
+        """
+        target = self.cfg.max_steps
+        with trio.move_on_after(FINISH_WAIT_S):
+            while True:
+                pending = [a for a in self.view.authors()
+                           if a not in self._forked() and self.view.latest(a).step < target]
+                if not pending:
+                    break
+                self._fresh = trio.Event()
+                await self._fresh.wait()
+        refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in self._forked()]
+        if refs:
+            await self._merge_refs(refs)
+            await self._publish_snapshot()
+            await trio.sleep(FINISH_LINGER_S)
 
     async def _wait_for_peers(self) -> None:
         """Hold the first step until ``min_peers`` peers are connected (0: do not wait)."""
@@ -276,8 +301,6 @@ class Peer:
         return {a for a in self.view.authors() if self.ledger.is_forked(a)}
 
     async def _merge(self) -> None:
-        from learnae.averaging import merge
-
         refs = self.view.choose(self.cfg.merge_k, exclude=self._forked())
         if not refs and self.view.authors() and self.cfg.merge_wait_s > 0:
             with trio.move_on_after(self.cfg.merge_wait_s):
@@ -285,8 +308,13 @@ class Peer:
                     self._fresh = trio.Event()
                     await self._fresh.wait()
                     refs = self.view.choose(self.cfg.merge_k, exclude=self._forked())
-        if not refs:
-            return
+        if refs:
+            await self._merge_refs(refs)
+
+    async def _merge_refs(self, refs: list[SnapshotRef]) -> None:
+        """Fetch, validate and merge these neighbour snapshots into the local model."""
+        from learnae.averaging import merge
+
         by_author = {r.author: r for r in refs}
         contributions = [c for c in await self._fetch_all(refs) if c is not None]
         if not contributions:
@@ -297,6 +325,10 @@ class Peer:
         for author, reason in result.excluded.items():
             self.metrics.rejected.labels(reason=reason).inc()
             log.warning("merge: excluded the snapshot of %s: %s", author, reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("merge at step %d: distances to local %s, moved %.3f", self.trainer.step,
+                      [round(_distance(local, c.weights), 3) for c in contributions],
+                      _distance(local, result.weights))
         self.trainer.set_weights(result.weights)
         self.trainer.on_weights_replaced()
         for author, weight in result.influence.items():
@@ -418,3 +450,10 @@ class Peer:
             except LearnaeError as exc:
                 log.info("ledger gap filling: %s", exc)
 
+
+
+def _distance(a, b) -> float:
+    """L2 distance between two models (for debug logs)."""
+    import numpy as np
+
+    return float(np.sqrt(sum(float(np.sum((x.astype(np.float64) - y) ** 2)) for x, y in zip(a, b))))

@@ -59,6 +59,10 @@ class SwarmView:
             self._latest[entry.author] = ref
         return ref
 
+    def latest(self, author: str) -> SnapshotRef | None:
+        """The newest known snapshot of ``author`` (also after it left)."""
+        return self._latest.get(author)
+
     def authors(self) -> list[str]:
         """Authors with a known snapshot (left peers excluded)."""
         return [a for a in self._latest if a not in self._gone]
