@@ -79,6 +79,7 @@ class _Session:
         self.listening: set[CID] = set()
         self.have_asked: dict[bytes, set] = {}
         self.dht_asked = False
+        self.filling: set = set()  # providers whose window is being topped up in this pass
         self.blocks = self.bytes = self.local = 0
         self.from_peers: set[str] = set()
 
@@ -123,12 +124,16 @@ class _Session:
         cands = self._candidates(w)
         good = [p for p in cands if p in self.good]
         pool = good or cands[:1]
-        free = [p for p in pool if self.per_peer[p] < self.bs.window_blocks]
+        # A provider's window is refilled once half of it has drained, in one go:
+        # one want message per 16 blocks instead of one per block.
+        free = [p for p in pool if self.per_peer[p] < self.bs.window_blocks
+                and (p in self.filling or self.per_peer[p] <= self.bs.window_blocks // 2)]
         if not free:
             return None
         return min(free, key=lambda p: (self.per_peer[p], self.order.index(p)))
 
     def _send(self, w: _Want, peer) -> None:
+        self.filling.add(peer)
         key = w.cid.digest
         w.peer, w.deadline = peer, trio.current_time() + self.bs.request_timeout_s
         w.asked.add(peer)
@@ -170,6 +175,12 @@ class _Session:
         self.todo.appendleft(w.cid)
 
     async def _schedule(self) -> None:
+        try:
+            await self._schedule_pass()
+        finally:
+            self.filling.clear()
+
+    async def _schedule_pass(self) -> None:
         while self.todo:
             cid = self.todo[0]
             key = cid.digest
