@@ -88,14 +88,18 @@ WHERE f.fseq IS NULL OR e.seq < f.fseq
 GROUP BY e.author
 """
 
+# Grouped twice (by merged author and merging author, then by merged author) so that
+# COUNT(DISTINCT) needs no temporary B-tree: the inner GROUP BY follows parents_parent_author.
 _MERGES = f"""
-SELECT p.parent_author, COUNT(*), COUNT(DISTINCT p.child_author), SUM(p.weight)
-FROM parents p
-LEFT JOIN {_FORKS} fp ON fp.author = p.parent_author
-LEFT JOIN {_FORKS} fc ON fc.author = p.child_author
-WHERE p.parent_author IS NOT NULL AND p.child_author != p.parent_author
-  AND (fp.fseq IS NULL OR p.parent_seq < fp.fseq) AND (fc.fseq IS NULL OR p.child_seq < fc.fseq)
-GROUP BY p.parent_author
+SELECT parent_author, SUM(n), COUNT(*), SUM(w) FROM (
+    SELECT p.parent_author, p.child_author, COUNT(*) AS n, SUM(p.weight) AS w
+    FROM parents p
+    LEFT JOIN {_FORKS} fp ON fp.author = p.parent_author
+    LEFT JOIN {_FORKS} fc ON fc.author = p.child_author
+    WHERE p.parent_author IS NOT NULL AND p.child_author != p.parent_author
+      AND (fp.fseq IS NULL OR p.parent_seq < fp.fseq) AND (fc.fseq IS NULL OR p.child_seq < fc.fseq)
+    GROUP BY p.parent_author, p.child_author
+) GROUP BY parent_author
 """
 
 

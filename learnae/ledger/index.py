@@ -32,6 +32,8 @@ CREATE INDEX IF NOT EXISTS entries_author_seq ON entries(author, seq);
 CREATE INDEX IF NOT EXISTS entries_kind_ts ON entries(kind, ts);
 CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
 CREATE INDEX IF NOT EXISTS entries_model ON entries(model);
+-- covering indexes for credits and lineage (a table lookup per row would cost ~1 s at 100k)
+CREATE INDEX IF NOT EXISTS entries_author_kind ON entries(author, kind, seq, samples);
 CREATE TABLE IF NOT EXISTS parents(
     child BLOB NOT NULL, child_author TEXT NOT NULL, child_seq INTEGER NOT NULL,
     parent BLOB NOT NULL, weight REAL NOT NULL,
@@ -41,6 +43,8 @@ CREATE TABLE IF NOT EXISTS parents(
 CREATE INDEX IF NOT EXISTS parents_parent ON parents(parent);
 CREATE INDEX IF NOT EXISTS parents_child_author
     ON parents(child_author, child_seq, parent_author, parent_seq, weight);
+CREATE INDEX IF NOT EXISTS parents_parent_author
+    ON parents(parent_author, child_author, weight, parent_seq, child_seq);
 CREATE TABLE IF NOT EXISTS forks(
     author TEXT NOT NULL, seq INTEGER NOT NULL, first BLOB NOT NULL, second BLOB NOT NULL,
     PRIMARY KEY(author, seq)

@@ -109,12 +109,13 @@ def trace(db, model: CID) -> Lineage:
         author = pending.pop()
         lo, hi = done.get(author, -1), horizon[author]
         done[author] = hi
+        # aggregated in SQLite: one row per merged author, not one per merge edge
         rows = db.execute(
-            "SELECT parent_author, parent_seq, weight FROM parents "
-            "WHERE child_author=? AND child_seq>? AND child_seq<=? AND parent_author IS NOT NULL",
-            (author, lo, hi)).fetchall()
-        for parent_author, parent_seq, w in rows:
-            merges += 1
+            "SELECT parent_author, MAX(parent_seq), SUM(weight), COUNT(*) FROM parents "
+            "WHERE child_author=? AND child_seq>? AND child_seq<=? AND parent_author IS NOT NULL "
+            "GROUP BY parent_author", (author, lo, hi)).fetchall()
+        for parent_author, parent_seq, w, n in rows:
+            merges += n
             weight[parent_author] = weight.get(parent_author, 0.0) + w
             if parent_seq > horizon.get(parent_author, -1):
                 horizon[parent_author] = parent_seq
