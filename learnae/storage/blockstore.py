@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -85,6 +86,9 @@ class BlockStore:
         self._fresh: set[str] = set()  # keys written while a gc runs (kept by it)
         self._root_s = str(self.root)
         self._shards: set[str] = set()  # shard dirs known to exist
+        # temp names unique per process and store: no collisions between writer threads
+        self._tmp_tag = f"{os.getpid()}.{secrets.token_hex(3)}."
+        self._tmp_seq = itertools.count()
         (self.root / "pins").mkdir(parents=True, exist_ok=True)
 
     # -- paths -------------------------------------------------------------------
@@ -111,18 +115,25 @@ class BlockStore:
         verify_block(cid, data)
         self.put_verified(cid, data)
 
-    def put_verified(self, cid: CID, data: bytes | memoryview) -> None:
-        """Store a block whose CID the caller has just computed from ``data`` itself."""
+    def put_verified(self, cid: CID, data: bytes | memoryview, *, check_exists: bool = True) -> None:
+        """Store a block whose CID the caller has just computed from ``data`` itself.
+
+        With ``check_exists=False`` an existing file is replaced by the same bytes
+        (cheaper than a stat when the block is almost surely new: imports, fetches).
+        """
         path = self._path_s(cid)  # strings, not Paths: this runs once per block
         if self._gc_running:
             self._fresh.add(block_key(cid))
-        if os.path.isfile(path):
+        if check_exists and os.path.isfile(path):
             return
         shard, name = path.rsplit("/", 1)
         if shard not in self._shards:
-            os.makedirs(shard, exist_ok=True)
+            try:
+                os.mkdir(shard)
+            except FileExistsError:
+                pass
             self._shards.add(shard)
-        tmp = f"{shard}/.{name}.{secrets.token_hex(6)}.tmp"
+        tmp = f"{shard}/.{name}.{self._tmp_tag}{next(self._tmp_seq)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -157,14 +168,17 @@ class BlockStore:
             >>> bs.has(root)
             True
         """
-        q: queue.Queue = queue.Queue(maxsize=depth_blocks)
+        q: queue.Queue = queue.Queue(maxsize=max(1, depth_blocks // 4))
         errors: list[BaseException] = []
+        batch: list[tuple[CID, bytes]] = []  # handed over 4 at a time: fewer thread wake-ups
 
         def drain() -> None:
-            while (item := q.get()) is not None:
-                if not errors:
+            while (items := q.get()) is not None:
+                for cid, data in items:
+                    if errors:
+                        break
                     try:
-                        self.put_verified(*item)
+                        self.put_verified(cid, data, check_exists=False)
                     except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                         errors.append(exc)
 
@@ -174,10 +188,15 @@ class BlockStore:
         def sink(cid: CID, data: bytes) -> None:
             if errors:
                 raise errors[0]
-            q.put((cid, data))
+            batch.append((cid, data))
+            if len(batch) >= 4:
+                q.put(batch[:])
+                batch.clear()
 
         try:
             yield sink
+            if batch:
+                q.put(batch[:])
         finally:
             q.put(None)
             thread.join()

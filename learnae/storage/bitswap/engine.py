@@ -226,7 +226,7 @@ class Bitswap:
             if cid.digest not in self._listeners:  # not wanted (or not the bytes we asked for)
                 rejected["unsolicited_blocks"] += 1
                 continue
-            self.blocks.put_verified(cid, data)  # the CID was just computed from these bytes
+            self.blocks.put_verified(cid, data, check_exists=False)  # CID computed from these bytes; wanted = missing
             out.append((cid, len(data), None if cid.codec.code == RAW else bytes(data)))
         return out, rejected
 
