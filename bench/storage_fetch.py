@@ -83,6 +83,7 @@ async def client(addr: str, cid: str, mib: int, rounds: int, store_dir: str | No
         await stream.close()
         return value
 
+    leftovers: list[Path] = []
     for _ in range(rounds):  # a fresh client peer (identity, connection, store) every round
         tmp = Path(tempfile.mkdtemp(prefix="bench-fetch-", dir=store_dir))
         try:
@@ -111,7 +112,9 @@ async def client(addr: str, cid: str, mib: int, rounds: int, store_dir: str | No
                 print(f"round: raw {raw_mb_s[-1]:.1f} MB/s, bitswap {bitswap_mb_s[-1]:.1f} MB/s "
                       f"({stats.blocks} blocks, {stats.elapsed_s:.2f} s)", file=sys.stderr)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            leftovers.append(tmp)  # deleted at the end: a deletion slows the next writes (ext4 discard)
+    for tmp in leftovers:
+        shutil.rmtree(tmp, ignore_errors=True)
     raw_med, bs_med = statistics.median(raw_mb_s), statistics.median(bitswap_mb_s)
     return {
         "mib": mib, "rounds": rounds,
