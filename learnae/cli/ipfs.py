@@ -74,7 +74,22 @@ async def _fetch_with_bitswap(store: EmbeddedStore, cid, peers: tuple[str, ...],
                f"{', '.join(stats.providers) or 'nobody (all local)'} in {stats.elapsed_s:.2f} s", err=True)
 
 
+def _check_peer_addrs(peers: tuple[str, ...]) -> None:
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    for addr in peers:
+        try:
+            info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        except Exception:  # multiaddr raises a zoo of types
+            raise UserError(
+                f"--from {addr!r} is not a full multiaddr; it must look like "
+                "/ip4/127.0.0.1/tcp/4011/p2p/12D3KooW... (the first line of `learnae ipfs serve`)"
+            ) from None
+
+
 def _embedded_with_peers(data_dir, peers: tuple[str, ...], timeout_s: float) -> Store:
+    _check_peer_addrs(peers)
     store = _store(data_dir)
     if peers:
         if not isinstance(store, EmbeddedStore):

@@ -81,3 +81,10 @@ def test_serve_then_get_from_another_process(tmp_path, learnae_cli):
         except subprocess.TimeoutExpired:
             server.kill()
             pytest.fail("ipfs serve did not stop on SIGTERM")
+
+
+def test_bad_from_address_is_a_user_error(tmp_path, learnae_cli):
+    cid = str(unixfs_cid(b"x"))
+    res = subprocess.run([*learnae_cli, "ipfs", "get", cid, "-o", str(tmp_path / "o"), "--from", "127.0.0.1:4011",
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "127.0.0.1:4011" in res.stderr and "/p2p/" in res.stderr
