@@ -82,3 +82,37 @@ def status(data_dir: Path | None, fmt: str) -> None:
         return
     for key, value in info.items():
         click.echo(f"{key:<14} {value}")
+
+
+@group.command("eval")
+@click.option("--model-cid", required=True, help="CID of the snapshot to evaluate.")
+@click.option("--model", "model_spec", default="digits-mlp", show_default=True,
+              help="The swarm's model spec (preset, module:function or .keras file).")
+@click.option("--dataset", default="digits", show_default=True, help="digits or an .npz file with x/y.")
+@click.option("--split", type=click.Choice(["test", "validation", "train", "all"]), default="test",
+              show_default=True, help="Which part of the dataset (split with --seed, as peers do).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Split seed (the swarm's --seed).")
+@click.option("--from", "providers", multiple=True, metavar="MULTIADDR",
+              help="Peers to fetch the snapshot from when it is not local (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data dir whose store is searched and filled [default: $LEARNAE_HOME or ~/.learnae].")
+@format_option
+def eval_(model_cid, model_spec, dataset, split, seed, providers, data_dir, fmt) -> None:
+    """Fetch any snapshot by CID and report its accuracy on a dataset.
+
+    \b
+    Example:
+      learnae peer eval --model-cid bafybei... --from /ip4/127.0.0.1/tcp/4010/p2p/12D3KooW...
+    """
+    from dataclasses import asdict
+
+    from learnae.peer.evaluate import evaluate_snapshot
+
+    cfg = resolve(None, {"data_dir": data_dir})
+    result = evaluate_snapshot(cfg.data_dir, model_cid, model=model_spec, dataset=dataset, split=split,
+                               seed=seed, providers=tuple(providers))
+    if fmt == "json":
+        emit_json(asdict(result))
+    else:
+        click.echo(f"{result.model}  step {result.step}  accuracy {result.accuracy:.4f}  "
+                   f"loss {result.loss:.4f}  on {result.samples} {result.split} samples")

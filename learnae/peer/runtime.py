@@ -43,6 +43,7 @@ __all__ = ["run_peer", "Peer"]
 
 log = logging.getLogger(__name__)
 
+LIVE_S = 10.0  # a neighbour that announced within this long is waited for at merges
 FINISH_WAIT_S = 60.0  # at max_steps: how long to wait for the neighbours' final snapshots
 FINISH_LINGER_S = 3.0  # then: how long to keep serving our own final snapshot before leaving
 LEAVE_BUDGET_S = 3.5  # Ctrl-C to exit: checkpoint + leave entry + flush, within 5 s
@@ -266,12 +267,20 @@ class Peer:
             await trio.sleep(FINISH_LINGER_S)
 
     async def _wait_for_peers(self) -> None:
-        """Hold the first step until ``min_peers`` peers are connected (0: do not wait)."""
+        """Hold the first step until ``min_peers`` other swarm members are present (0: do not wait).
+
+        A member is a connected peer or an author whose announcements arrived
+        (through any neighbour), so a peer dialled into one bootstrap peer still
+        sees the whole swarm gather.
+        """
         waited = 0.0
-        while len(self.host.get_connected_peers()) < self.cfg.min_peers:
+        while True:
+            present = self.view.members() | {p.to_base58() for p in self.host.get_connected_peers()}
+            if len(present) >= self.cfg.min_peers:
+                return
             if waited % 10 == 0:
-                log.warning("waiting for %d peer(s) before training; %d connected",
-                            self.cfg.min_peers, len(self.host.get_connected_peers()))
+                log.warning("waiting for %d swarm member(s) before training; %d present",
+                            self.cfg.min_peers, len(present))
             await trio.sleep(0.5)
             waited += 0.5
 
@@ -300,14 +309,34 @@ class Peer:
     def _forked(self) -> set[str]:
         return {a for a in self.view.authors() if self.ledger.is_forked(a)}
 
+    def _lagging(self) -> list[str]:
+        """Live neighbours more than two merge intervals behind this peer.
+
+        A neighbour counts as live while it announced within ``LIVE_S``: a crashed
+        peer stops announcing, so it never stalls the others for long.
+        """
+        horizon = self.trainer.step - 2 * self.cfg.merge_every
+        live_after_ms = (time.time() - LIVE_S) * 1000
+        forked = self._forked()
+        return [a for a in self.view.authors()
+                if a not in forked and (r := self.view.latest(a)).step < horizon and r.ts_ms >= live_after_ms]
+
     async def _merge(self) -> None:
-        refs = self.view.choose(self.cfg.merge_k, exclude=self._forked())
-        if not refs and self.view.authors() and self.cfg.merge_wait_s > 0:
+        """Merge fresh neighbour snapshots, waiting (bounded) for laggards and for freshness.
+
+        Bounded staleness (as in stale-synchronous parallel SGD): a peer that runs
+        ahead waits up to ``merge_wait_s`` for neighbours more than two merge
+        intervals behind, because on skewed shards merging old models makes the
+        peers' models drift apart.
+        """
+        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self._forked())  # noqa: E731
+        refs = choose()
+        if self.cfg.merge_wait_s > 0 and self.view.authors() and (not refs or self._lagging()):
             with trio.move_on_after(self.cfg.merge_wait_s):
-                while not refs:
+                while not refs or self._lagging():
                     self._fresh = trio.Event()
                     await self._fresh.wait()
-                    refs = self.view.choose(self.cfg.merge_k, exclude=self._forked())
+                    refs = choose()
         if refs:
             await self._merge_refs(refs)
 

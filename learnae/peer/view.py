@@ -40,12 +40,14 @@ class SwarmView:
         self._latest: dict[str, SnapshotRef] = {}
         self._merged: dict[str, CID] = {}  # author -> entry CID merged last
         self._gone: set[str] = set()
+        self._members: set[str] = set()  # authors seen announcing anything
         self._rng = random.Random(seed)
 
     def note_entry(self, entry) -> SnapshotRef | None:
         """Record a verified entry; return the snapshot it announces, if any."""
         if entry.author == self.own_id:
             return None
+        self._members.add(entry.author)
         if entry.kind == "leave":
             self._gone.add(entry.author)
             return None
@@ -62,6 +64,10 @@ class SwarmView:
     def latest(self, author: str) -> SnapshotRef | None:
         """The newest known snapshot of ``author`` (also after it left)."""
         return self._latest.get(author)
+
+    def members(self) -> set[str]:
+        """Peers known to be in the swarm: every author seen, minus those that left."""
+        return self._members - self._gone
 
     def authors(self) -> list[str]:
         """Authors with a known snapshot (left peers excluded)."""
