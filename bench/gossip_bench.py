@@ -14,7 +14,7 @@ Rate: at N = ``--rate-n``, every peer publishes at R/N msg/s for ``--rate-s``
 seconds, for each swarm-wide R in ``--rates``; reports the delivery ratio, and
 the highest R delivered completely.
 
-    .venv/bin/python -m bench.gossip_bench --n 8 16 32 --rates 25 50 100
+    .venv/bin/python -m bench.gossip_bench --n 8 16 32 --rates 10 20 40
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -66,9 +65,12 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
 
 
-def collect(nodes: list[NodeProc], expected: dict[tuple[str, int], int], settle_s: float):
-    """Wait up to ``settle_s`` for all deliveries; return {(author, seq): [latency_s]}."""
+def collect(nodes: list[NodeProc], expected: dict[tuple[str, int], int], settle_s: float,
+            idle_s: float = 10.0):
+    """Wait up to ``settle_s`` for all deliveries (or until none arrived for ``idle_s``);
+    return {(author, seq): [latency_s]}."""
     deadline = time.monotonic() + settle_s
+    last_total, last_change = -1, time.monotonic()
     while True:
         lat: dict[tuple[str, int], list[float]] = {k: [] for k in expected}
         for nd in nodes:
@@ -78,7 +80,11 @@ def collect(nodes: list[NodeProc], expected: dict[tuple[str, int], int], settle_
                 if key in lat and key not in seen:
                     seen.add(key)
                     lat[key].append(e["recv_s"] - e["sent_s"])
-        if all(len(v) >= expected[k] for k, v in lat.items()) or time.monotonic() > deadline:
+        total = sum(len(v) for v in lat.values())
+        if total != last_total:
+            last_total, last_change = total, time.monotonic()
+        if (all(len(v) >= expected[k] for k, v in lat.items()) or time.monotonic() > deadline
+                or time.monotonic() - last_change > idle_s):
             return lat
         time.sleep(0.5)
 
@@ -122,13 +128,22 @@ def rate(stack: str, n: int, rates: list[float], seconds: float, seed: int) -> l
                 for s in range(seqs[nd.peer_id], seqs[nd.peer_id] + per):
                     expected[(nd.peer_id, s)] = n - 1
                 seqs[nd.peer_id] += per
-            lat = collect(nodes, expected, settle_s=seconds + 30)
+            lat = collect(nodes, expected, settle_s=seconds + 120)
             got = sum(len(v) for v in lat.values())
             each = [x for v in lat.values() for x in v]
+            last = max((x for x in each), default=0.0)
+            counted = {}
+            for nd in nodes:  # learnae counts every message it had to drop or shed
+                st = nd.request("stats", timeout_s=60)
+                for k, v in (st.get("dropped") or {}).items():
+                    counted[k] = counted.get(k, 0) + v
+                if st.get("shed"):
+                    counted["shed"] = counted.get("shed", 0) + st["shed"]
             out.append({"stack": stack, "n": n, "rate_msg_s": r, "seconds": seconds,
                         "sent": per * n, "delivery": got / sum(expected.values()),
-                        "wall_s": time.time() - t0, "each_p50_ms": 1000 * pct(each, 0.5),
-                        "each_p95_ms": 1000 * pct(each, 0.95)})
+                        "counted_drops": counted, "wall_s": time.time() - t0,
+                        "each_p50_ms": 1000 * pct(each, 0.5), "each_p95_ms": 1000 * pct(each, 0.95),
+                        "max_latency_s": last})
             print(json.dumps(out[-1]), flush=True)
             time.sleep(2)
     finally:
@@ -140,15 +155,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--messages", type=int, default=40)
-    ap.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100])
+    ap.add_argument("--rates", type=float, nargs="+", default=[10, 20, 40])
     ap.add_argument("--rate-n", type=int, default=16)
     ap.add_argument("--rate-s", type=float, default=10.0)
     ap.add_argument("--stacks", nargs="+", default=["learnae", "reference"])
     ap.add_argument("--skip-rate", action="store_true")
+    ap.add_argument("--skip-propagation", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     results = []
-    for n in args.n:
+    for n in [] if args.skip_propagation else args.n:
         for stack in args.stacks:
             results.append(propagation(stack, n, args.messages, args.seed))
             print(json.dumps(results[-1]), flush=True)

@@ -127,10 +127,9 @@ class EntryValidator:
             self.reject(reason, forwarder, origin)
         return entry
 
-    def _chain_reason(self, result: str | None, entry: Entry) -> str | None:
-        if result is None:
-            return None
-        return f"chain:{result}"
+    @staticmethod
+    def _chain_reason(result: str | None) -> str | None:
+        return None if result is None else f"chain:{result}"
 
     def validate_sync(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         """Synchronous validator (used when the chain check is synchronous or absent)."""
@@ -139,7 +138,7 @@ class EntryValidator:
             return False
         if self.chain_check is not None and entry.author != self.own_id:
             try:
-                reason = self._chain_reason(self.chain_check(entry), entry)
+                reason = self._chain_reason(self.chain_check(entry))
             except Exception as exc:
                 self.reject("validator-error", forwarder, entry.author, repr(exc))
                 log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
@@ -157,7 +156,7 @@ class EntryValidator:
         if entry.author == self.own_id:
             return self._accept(msg, entry)
         try:
-            reason = self._chain_reason(await self.chain_check(entry), entry)
+            reason = self._chain_reason(await self.chain_check(entry))
         except Exception as exc:
             self.reject("validator-error", forwarder, entry.author, repr(exc))
             log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
