@@ -197,3 +197,18 @@ async def test_an_interrupted_fetch_resumes_with_what_is_on_disk(seeded):
     assert (stats.local_blocks, stats.blocks) == (3, 4)  # root + 3 leaves over the network
     assert bsa.stats["blocks_sent"] == 4
     assert b"".join(read_file(cid, b.blocks.get_block)) == data
+
+
+async def test_a_restarted_bitswap_on_a_live_connection_is_served_at_once(seeded, tmp_path):
+    """The provider notices the old stream is gone and answers on a new one (no timeout)."""
+    from learnae.storage.blockstore import BlockStore
+
+    data = content("restart", SIZE)
+    a = await seeded("a", data)
+    cid = (await a.pins())[0]
+    async with running_host() as ha, running_host() as hb:
+        async with Bitswap(ha, a.blocks).run():
+            for round_ in range(3):
+                async with Bitswap(hb, BlockStore(tmp_path / f"b{round_}"), request_timeout_s=3).run() as bsb:
+                    stats = await bsb.fetch(cid, [full_addr(ha)], timeout_s=30)
+                    assert stats.blocks == 7 and bsb.stats["want_timeouts"] == 0

@@ -358,6 +358,8 @@ class Bitswap:
                         box.stream = await self.host.new_stream(box.peer_id, list(PROTOCOLS))
                     proto = str(box.stream.get_protocol())
                     box.v100 = proto in ("/ipfs/bitswap/1.0.0", "/ipfs/bitswap")
+                    if self._nursery is not None:
+                        self._nursery.start_soon(self._watch, box, box.stream)
                 with trio.fail_after(60):
                     await box.stream.write(frame)
                 return True
@@ -366,6 +368,22 @@ class Bitswap:
                 await _reset(box.stream)
                 box.stream = None
         return False
+
+    async def _watch(self, box: _Outbox, stream) -> None:
+        """Notice when the peer stops reading our stream (it resets or closes it).
+
+        Nobody sends on a stream we opened, so reading it only ever ends in EOF or a
+        reset: the peer's Bitswap has gone (restarted, crashed). Writes into such a
+        stream can still succeed locally, so the next message must use a new one.
+        """
+        try:
+            while await stream.read(65536):
+                pass
+        except Exception:  # noqa: BLE001 - a reset is exactly what we are waiting for
+            pass
+        if box.stream is stream:
+            box.stream = None
+            await _reset(stream)
 
     # -- fetching ------------------------------------------------------------------
 
