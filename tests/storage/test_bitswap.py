@@ -16,7 +16,7 @@ from learnae.storage.bitswap.message import (
 from learnae.storage.cid import cid_of
 from learnae.storage.dagpb import _bytes_field, varint
 from learnae.storage.store import EmbeddedStore
-from learnae.storage.unixfs import CHUNK_BYTES, read_file
+from learnae.storage.unixfs import CHUNK_BYTES, import_bytes, read_file
 from tests.storage.conftest import content, full_addr, running_host
 
 SIZE = 5 * CHUNK_BYTES + 123  # 6 leaves under one node
@@ -212,3 +212,25 @@ async def test_a_restarted_bitswap_on_a_live_connection_is_served_at_once(seeded
                 async with Bitswap(hb, BlockStore(tmp_path / f"b{round_}"), request_timeout_s=3).run() as bsb:
                     stats = await bsb.fetch(cid, [full_addr(ha)], timeout_s=30)
                     assert stats.blocks == 7 and bsb.stats["want_timeouts"] == 0
+
+
+async def test_fetch_from_py_libp2p_shipped_bitswap(seeded):
+    """py-libp2p's own Bitswap answers on the requester's stream; we read that too."""
+    from libp2p.bitswap.client import BitswapClient
+
+    data = content("pylibp2p", SIZE)
+    blocks: dict = {}
+    root = import_bytes(data, lambda c, d: blocks.setdefault(c, bytes(d)))
+    b = await seeded("b")
+    async with running_host() as ha, running_host() as hb:
+        theirs = BitswapClient(ha)
+        await theirs.start()
+        try:
+            for cid, block in blocks.items():
+                await theirs.add_block(bytes(cid), block)
+            async with Bitswap(hb, b.blocks).run() as bsb:
+                stats = await bsb.fetch(root, [full_addr(ha)], timeout_s=30)
+        finally:
+            await theirs.stop()
+    assert stats.blocks == len(blocks)
+    assert b"".join(read_file(root, b.blocks.get_block)) == data

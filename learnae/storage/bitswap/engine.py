@@ -370,16 +370,26 @@ class Bitswap:
         return False
 
     async def _watch(self, box: _Outbox, stream) -> None:
-        """Notice when the peer stops reading our stream (it resets or closes it).
+        """Read our outbound stream to a peer until the peer resets or closes it.
 
-        Nobody sends on a stream we opened, so reading it only ever ends in EOF or a
-        reset: the peer's Bitswap has gone (restarted, crashed). Writes into such a
-        stream can still succeed locally, so the next message must use a new one.
+        go-bitswap and learnae never answer on a stream the requester opened, but
+        py-libp2p's shipped Bitswap does: what arrives here is handled like any
+        inbound message. When the stream ends (the peer's Bitswap restarted or
+        crashed) the next message goes on a new stream, because writes into a
+        dead yamux stream can still succeed locally.
         """
+        reader = _Reader(stream)
         try:
-            while await stream.read(65536):
-                pass
-        except Exception:  # noqa: BLE001 - a reset is exactly what we are waiting for
+            while (body := await reader.read_message(body_timeout_s=60.0)) is not None:
+                try:
+                    msg = decode_message(body, verify=False)
+                except InvalidBlockError as exc:
+                    self._reject(box.peer_id, exc)
+                    continue
+                await self._on_message(box.peer_id, msg)
+        except InvalidBlockError as exc:
+            self._reject(box.peer_id, exc)
+        except (trio.TooSlowError, Exception):  # noqa: BLE001 - a reset is what we wait for
             pass
         if box.stream is stream:
             box.stream = None
