@@ -291,15 +291,39 @@ def _map(data: bytes, pos: int, n: int, depth: int, size: int, spans: dict | Non
         if h < 0x18:
             d[k] = h
             pos += 1
-        elif 0x60 <= h <= 0x77:
-            start = pos + 1
-            pos = start + h - 0x60
+        elif 0x60 <= h <= 0x78:  # text up to 255 bytes
+            if h == 0x78:
+                if pos + 2 > size:
+                    raise CborError("truncated")
+                n = data[pos + 1]
+                if n < 24:
+                    raise CborError("integer not in shortest form", "non-canonical")
+                start = pos + 2
+            else:
+                start, n = pos + 1, h - 0x60
+            pos = start + n
             if pos > size:
                 raise CborError("truncated")
             try:
                 d[k] = data[start:pos].decode("utf-8")
             except UnicodeDecodeError:
                 raise CborError("text is not UTF-8") from None
+        elif h == 0xFB:
+            if pos + 9 > size:
+                raise CborError("truncated")
+            v = _unpack_d(data, pos + 1)[0]
+            if not math.isfinite(v):
+                raise CborError("NaN or infinite float")
+            d[k] = v
+            pos += 9
+        elif h == 0xD8 and data[pos + 1:pos + 3] == b"\x2a\x58" and pos + 3 < size and data[pos + 3] >= 24:
+            start = pos + 4  # tag 42, byte string with a 1-byte length: a CID link
+            pos = start + data[pos + 3]
+            if pos > size:
+                raise CborError("truncated")
+            if data[start] != 0:
+                raise CborError("CID link lacks the 0x00 multibase prefix")
+            d[k] = cid_from_bytes(data[start + 1:pos])
         else:
             d[k], pos = _item(data, pos, depth, size)
         if spans is not None:

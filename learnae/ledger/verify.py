@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from multiformats import CID
 
 from learnae.errors import InvalidEntryError
-from learnae.ledger.cbor import cid_to_bytes, dag_cbor_cid
-from learnae.ledger.entry import Entry, decode_entry
+from learnae.ledger.cbor import cid_from_bytes, cid_to_bytes, dag_cbor_cid
+from learnae.ledger.entry import decode_entry
 
 __all__ = ["Problem", "VerifyReport", "verify_blocks"]
 
@@ -78,8 +78,10 @@ def verify_blocks(blocks: Iterable[tuple[CID | None, bytes]], *, now: int | None
         A report; its first problem is the first failing entry in input order.
     """
     problems: list[Problem] = []
-    entries: list[tuple[int, Entry, bytes]] = []
-    by_cid: dict[bytes, Entry] = {}
+    # Light records only (atomic values, no Entry objects with their dict bodies): holding
+    # 100k decoded entries alive would make the cyclic GC rescan them over and over.
+    rows: list[tuple[int, str, int, bytes | None, bytes]] = []  # (index, author, seq, prev, cid)
+    by_cid: dict[bytes, tuple[str, int]] = {}
     for i, (cid, data) in enumerate(blocks):
         try:
             e = decode_entry(data, now=now)
@@ -93,34 +95,36 @@ def verify_blocks(blocks: Iterable[tuple[CID | None, bytes]], *, now: int | None
             continue
         if key in by_cid:
             continue  # the same block twice is harmless
-        by_cid[key] = e
-        entries.append((i, e, key))
+        by_cid[key] = (e.author, e.seq)
+        rows.append((i, e.author, e.seq, cid_to_bytes(e.prev) if e.prev is not None else None, key))
     at: dict[tuple[str, int], list[bytes]] = {}
-    for _, e, key in entries:
-        at.setdefault((e.author, e.seq), []).append(key)
-    forks = [(a, s, str(by_cid[ks[0]].cid), str(by_cid[ks[1]].cid)) for (a, s), ks in at.items() if len(ks) > 1]
+    for _, author, seq, _, key in rows:
+        at.setdefault((author, seq), []).append(key)
+    forks = [(a, s, str(cid_from_bytes(ks[0])), str(cid_from_bytes(ks[1])))
+             for (a, s), ks in at.items() if len(ks) > 1]
     forked_at = {(a, s) for a, s, _, _ in forks}
     linear = set(linear_authors)
     heads: dict[str, int] = {}
-    for i, e, key in entries:
-        heads[e.author] = max(heads.get(e.author, -1), e.seq)
-        if e.author in linear and (e.author, e.seq) in forked_at:
-            problems.append(Problem(i, str(e.cid), e.author, e.seq, "fork",
+    for i, author, seq, prev, key in rows:
+        if seq > heads.get(author, -1):
+            heads[author] = seq
+        if author in linear and (author, seq) in forked_at:
+            problems.append(Problem(i, str(cid_from_bytes(key)), author, seq, "fork",
                                     "this chain must be linear but has two entries at this seq"))
             continue
-        if e.prev is None:
-            continue
-        prev = by_cid.get(cid_to_bytes(e.prev))
         if prev is None:
-            if (e.author, e.seq) in forked_at:
+            continue
+        found = by_cid.get(prev)
+        if found is None:
+            if (author, seq) in forked_at:
                 continue  # a fork proof's second entry, kept without its chain
-            problems.append(Problem(i, str(e.cid), e.author, e.seq, "missing-prev",
-                                    f"prev {e.prev} is not in the ledger (seq {e.seq - 1} is missing)"))
-        elif prev.author != e.author or prev.seq != e.seq - 1:
-            problems.append(Problem(i, str(e.cid), e.author, e.seq, "bad-chain",
-                                    f"prev {e.prev} is {prev.author} seq {prev.seq}, not seq {e.seq - 1}"))
+            problems.append(Problem(i, str(cid_from_bytes(key)), author, seq, "missing-prev",
+                                    f"prev {cid_from_bytes(prev)} is not in the ledger (seq {seq - 1} is missing)"))
+        elif found != (author, seq - 1):
+            problems.append(Problem(i, str(cid_from_bytes(key)), author, seq, "bad-chain",
+                                    f"prev {cid_from_bytes(prev)} is {found[0]} seq {found[1]}, not seq {seq - 1}"))
     problems.sort(key=lambda p: p.index)
-    return VerifyReport(len(entries), len(heads), problems, sorted(forks), [], heads)
+    return VerifyReport(len(rows), len(heads), problems, sorted(forks), [], heads)
 
 
 def block_cid_ok(cid: CID, data: bytes) -> bool:
