@@ -82,7 +82,7 @@ def _parents(v) -> bool:
             return False
         if not is_entry_cid(p["entry"]) or not _float(p["weight"]) or p["weight"] < 0:
             return False
-        seen.add(p["entry"])
+        seen.add(p["entry"].digest)  # same codec and hash for all (checked above); CID hashing is slow
     return len(seen) == len(v)
 
 
