@@ -234,3 +234,17 @@ async def test_fetch_from_py_libp2p_shipped_bitswap(seeded):
             await theirs.stop()
     assert stats.blocks == len(blocks)
     assert b"".join(read_file(root, b.blocks.get_block)) == data
+
+
+async def test_unreachable_peers_are_forgotten(seeded):
+    """A peer that does not speak Bitswap leaves no send queue (or task) behind."""
+    data = content("forget", 3000)
+    a, b = await seeded("a", data), await seeded("b")
+    cid = (await a.pins())[0]
+    async with running_host() as ha, running_host() as hs, running_host() as hb:
+        async with Bitswap(ha, a.blocks).run(), Bitswap(hb, b.blocks, request_timeout_s=0.5).run() as bsb:
+            await bsb.fetch(cid, [full_addr(hs), full_addr(ha)], timeout_s=30)
+            with trio.fail_after(10):
+                while hs.get_id() in bsb._outboxes:
+                    await trio.sleep(0.05)
+            assert bsb.stats["send_failures"] >= 1

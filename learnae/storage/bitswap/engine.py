@@ -111,6 +111,7 @@ class _Outbox:
         self.wake = trio.Event()
         self.stream = None
         self.v100 = False
+        self.scope = trio.CancelScope()  # cancelled when the peer is unreachable
 
     def __bool__(self) -> bool:
         return bool(self.wants or self.presences or self.blocks)
@@ -302,10 +303,11 @@ class Bitswap:
         # Two stages, one batch apart: blocks are read from disk (in a thread) while
         # the previous batch is on the wire. At most ~3 MiB per peer is in memory.
         ready_send, ready_recv = trio.open_memory_channel(1)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._load_loop, box, ready_send)
-            async for wants, presences, blocks in ready_recv:
-                await self._send(box, wants, presences, blocks)
+        with box.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._load_loop, box, ready_send)
+                async for wants, presences, blocks in ready_recv:
+                    await self._send(box, wants, presences, blocks)
 
     async def _load_loop(self, box: _Outbox, ready: trio.MemorySendChannel) -> None:
         while True:
@@ -345,6 +347,11 @@ class Bitswap:
                                    blocks=part, v100=box.v100, length_prefix=True)
             if not await self._write(box, frame):
                 self.stats["send_failures"] += 1
+                # The peer is gone or does not speak Bitswap: forget it (its queued
+                # items with it); a later message to it starts afresh.
+                if self._outboxes.get(box.peer_id) is box:
+                    del self._outboxes[box.peer_id]
+                box.scope.cancel()
                 return
             if part:
                 self.stats["blocks_sent"] += len(part)
