@@ -153,3 +153,19 @@ def test_decoder_fuzz_never_crashes(alice):
     counts = run_fuzz(decode_entry, seeds, 3000, seed=1)
     assert sum(counts.values()) == 3000
     assert counts.get("ok", 0) == 0  # no mutated entry is ever accepted
+
+
+@settings(max_examples=60, deadline=None)
+@given(msg=st.binary(max_size=64), flip=st.integers(0, 63 * 8), who=st.integers(0, 3))
+def test_cached_verifier_agrees_with_identity_verify_signature(msg, flip, who):
+    from learnae.ledger.entry import _verify
+
+    signer, claimed = ident(20), ident(20 + who)
+    sig = bytearray(signer.sign(msg))
+    if who == 0:  # sometimes a good signature, sometimes one flipped bit
+        pass
+    else:
+        sig[flip // 8] ^= 1 << (flip % 8)
+    sig = bytes(sig)
+    assert _verify(claimed.peer_id, msg, sig) == verify_signature(claimed.peer_id, msg, sig)
+    assert _verify("not-a-peer-id", msg, sig) is False
