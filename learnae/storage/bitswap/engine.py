@@ -401,6 +401,9 @@ class Bitswap:
         if box.stream is stream:
             box.stream = None
             await _reset(stream)
+            if not box and self._outboxes.get(box.peer_id) is box:  # idle: forget the peer
+                del self._outboxes[box.peer_id]
+                box.scope.cancel()
 
     # -- fetching ------------------------------------------------------------------
 
