@@ -149,10 +149,14 @@ class Index:
         return [r[0] for r in self.db.execute(
             "SELECT cid FROM entries WHERE author=? AND seq=?", (author, seq))]
 
-    def head(self, author: str) -> tuple[bytes, int] | None:
-        """``(cid, seq)`` of the author's highest stored entry."""
+    def head(self, author: str, log_id: int | None = None) -> tuple[bytes, int] | None:
+        """``(cid, seq)`` of the author's highest stored entry (in log ``log_id`` if given)."""
+        if log_id is None:
+            return self.db.execute(
+                "SELECT cid, seq FROM entries WHERE author=? ORDER BY seq DESC LIMIT 1", (author,)).fetchone()
         return self.db.execute(
-            "SELECT cid, seq FROM entries WHERE author=? ORDER BY seq DESC LIMIT 1", (author,)).fetchone()
+            "SELECT cid, seq FROM entries WHERE author=? AND log=? ORDER BY seq DESC LIMIT 1",
+            (author, log_id)).fetchone()
 
     def fork_seq(self, author: str) -> int | None:
         row = self.db.execute("SELECT MIN(seq) FROM forks WHERE author=?", (author,)).fetchone()

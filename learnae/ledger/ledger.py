@@ -248,7 +248,7 @@ class Ledger:
         self._last_ts = 0
         if self.identity is None:
             return
-        head = self.index.head(self.identity.peer_id)
+        head = self.index.head(self.identity.peer_id, OWN)  # never a forged twin from received.log
         if head is not None:
             self.head = cid_from_bytes(head[0])
             self.next_seq = head[1] + 1

@@ -135,6 +135,8 @@ def test_foreign_entry_in_own_name_is_rejected(tmp_path, alice):
         assert led.receive(forged).reason == "unknown-own-entry"
         twin = sign_entry(alice, swarm=SWARM, seq=0, prev=None, kind="leave", body={"reason": "c"})
         assert led.receive(twin).status is Status.FORK  # someone else holds our key: proof kept
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # reopened: our chain goes on from our own entry
+        assert led.head == e0.cid and led.append("leave", {"reason": "next"}).prev == e0.cid
 
 
 def test_holding_area_is_bounded(tmp_path, alice):
