@@ -94,6 +94,7 @@ class KuboPeer:
     def __init__(self, proc: subprocess.Popen, stderr_path: Path):
         self.proc = proc
         self.stderr_path = stderr_path
+        self._own_dir: Path | None = None  # a temp workdir start() made, removed on close()
         self._lines: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._next_id = 0
@@ -114,12 +115,16 @@ class KuboPeer:
             KuboUnavailable: setup failed or the node did not start.
         """
         python = setup_kubo()
+        own_dir = workdir is None
         workdir = Path(workdir or tempfile.mkdtemp(prefix="kubo-peer-"))
         workdir.mkdir(parents=True, exist_ok=True)
         err = workdir / f"kubo-peer.{os.getpid()}.{id(workdir)}.stderr"
-        proc = subprocess.Popen([python, str(TOOLS_DIR / "kubo-peer")], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=open(err, "wb"), cwd=workdir)
-        return cls(proc, err)
+        with open(err, "wb") as err_fh:
+            proc = subprocess.Popen([python, str(TOOLS_DIR / "kubo-peer")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err_fh, cwd=workdir)
+        peer = cls(proc, err)
+        peer._own_dir = workdir if own_dir else None
+        return peer
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -192,6 +197,11 @@ class KuboPeer:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
+        if self._own_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
 
     def __enter__(self) -> KuboPeer:
         return self
