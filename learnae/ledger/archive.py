@@ -1,8 +1,8 @@
 """Moving a ledger as a CAR file: export (entries, optionally snapshot blocks) and import.
 
 An export holds every stored entry, each author's chain in ``seq`` order, with
-the chain heads as CAR roots; ``ipfs dag import`` accepts it and ``ipfs dag
-get <root>/prev/prev`` walks a chain. Snapshot blocks (the UnixFS DAGs the
+the chain heads as CAR roots, in the CARv1 layout ``ipfs dag import`` reads
+(then ``ipfs dag get <root>/prev/prev`` walks a chain). Snapshot blocks (the UnixFS DAGs the
 snapshot entries link to) are added when the caller gives a block getter.
 An import verifies every block against its CID and every entry as if it came
 from the network (:meth:`Ledger.receive`).

@@ -2,7 +2,7 @@
 
 Layout: ``varint(len(header)) || header`` where the header is the DAG-CBOR map
 ``{roots: [CID...], version: 1}``, then sections ``varint(len(cid) + len(block))
-|| cid bytes || block``. ``ipfs dag import`` and go-car read what this writes.
+|| cid bytes || block``. This is the layout ``ipfs dag import`` and go-car read.
 
 Example:
     >>> import io
