@@ -211,7 +211,7 @@ def _plot_byzantine(out: dict, path: str) -> None:
             for j in range(len(cols)):
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(cols)), ["clean"] + list(ATTACKS), rotation=30)
-        ax.set_yticks(range(len(rules)), rules)
+        ax.set_yticks(range(len(rules)), rules if ax is axes[0] else [""] * len(rules))
         ax.set_title(f"{scheme}: honest mean accuracy, 2 of 8 attack")
     fig.colorbar(im, ax=axes, shrink=0.8)
     fig.savefig(path, dpi=110, bbox_inches="tight")
