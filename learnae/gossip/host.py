@@ -19,7 +19,6 @@ storage and ledger never import gossip.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,12 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# py-libp2p's Yamux sends a WINDOW_UPDATE frame after every read (9 frames per
-# gossip message, measured), unless told to batch them like go-yamux does (one
-# update per half window). Set before any stream exists; an explicit user
-# setting wins.
-os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 CONNECT_TIMEOUT_S = 10.0
