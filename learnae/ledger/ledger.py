@@ -298,7 +298,11 @@ class Ledger:
             if not isinstance(entry, Entry):
                 entry = decode_entry(entry)
             elif not entry.verified:
-                entry = decode_entry(entry.to_bytes())
+                try:
+                    data = entry.to_bytes()
+                except Exception:  # a hand-built Entry holding values DAG-CBOR cannot encode
+                    return self._rejected(None, "bad-schema")
+                entry = decode_entry(data)
         except InvalidEntryError as exc:
             return self._rejected(None, exc.reason)
         if self.swarm is not None and entry.swarm != self.swarm:

@@ -219,3 +219,20 @@ def test_damage_in_the_middle_of_a_log_is_not_mistaken_for_a_torn_tail(tmp_path,
     with pytest.raises(StoreError, match="damaged"):
         Ledger.open(tmp_path, alice, swarm=SWARM)
     assert path.read_bytes() == bytes(data)  # nothing was truncated away
+
+
+def test_unverified_or_malformed_entry_objects_are_checked(tmp_path, alice, bob):
+    from learnae.ledger.entry import Entry
+
+    good = make_chain(bob, 1)[0]
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        forged = Entry(good.v, good.swarm, good.author, good.seq, good.prev, good.ts, good.kind,
+                       {"reason": "changed"}, good.sig)
+        assert led.receive(forged).reason == "bad-schema"  # join body swapped for a leave body
+        forged = Entry(good.v, good.swarm, good.author, good.seq, good.prev, good.ts, "leave",
+                       {"reason": "changed"}, good.sig)
+        assert led.receive(forged).reason == "bad-signature"
+        weird = Entry(1, SWARM, bob.peer_id, 0, None, 1, "leave", {"reason": object()}, b"\0" * 64)
+        assert led.receive(weird).reason == "bad-schema"
+        rebuilt = Entry(good.v, good.swarm, good.author, good.seq, good.prev, good.ts, good.kind, good.body, good.sig)
+        assert led.receive(rebuilt).status is Status.ACCEPTED
