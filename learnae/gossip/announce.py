@@ -77,6 +77,7 @@ class Gossip:
         self.inbox = inbox
         self.params = params
         self.published = 0
+        self.publish_failed = 0
         self._send, self._recv = trio.open_memory_channel[bytes](params.queue_entries)
         self._flushed = trio.Event()
 
@@ -107,8 +108,13 @@ class Gossip:
                 if gap > 0:
                     await trio.sleep(gap)
                 last = trio.current_time()
-                await self.pubsub.publish(self.topic, data)
-                self.published += 1
+                try:
+                    await self.pubsub.publish(self.topic, data)
+                except Exception as exc:  # never silently, never fatal to the peer
+                    self.publish_failed += 1
+                    log.error("could not publish an announcement (%d bytes): %r", len(data), exc)
+                else:
+                    self.published += 1
         self._flushed.set()
 
     async def _wait_outbound_room(self) -> None:
@@ -148,6 +154,7 @@ class Gossip:
         """Counters since start: published, delivered, rejected (by reason), shed, dropped."""
         return {
             "published": self.published,
+            "publish_failed": self.publish_failed,
             "pending": self.pending(),
             "accepted": self.validator.accepted,
             "delivered": self.inbox.delivered,

@@ -27,7 +27,7 @@ async def test_every_peer_receives_every_announcement():
             assert len(p.got) == len(expect)  # no duplicates
 
 
-async def test_burst_of_200_from_one_peer_arrives_complete_in_order_of_chain():
+async def test_burst_of_200_from_one_peer_arrives_complete():
     async with swarm(3, links=[(1, 0), (2, 1)]) as peers:  # a line: 0 - 1 - 2
         entries = [peers[0].entry() for _ in range(200)]
         for e in entries:

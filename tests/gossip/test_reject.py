@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+import trio
 from libp2p.pubsub.pb import rpc_pb2
 
 from learnae.gossip.topics import topic
@@ -15,9 +17,15 @@ def _chain_check(entry):
     return "fork" if entry.body.get("reason") == "fork-me" else None
 
 
-async def test_invalid_announcements_are_rejected_and_not_forwarded():
+async def _async_chain_check(entry):
+    await trio.sleep(0.001)  # e.g. the ledger looks the author's chain up
+    return _chain_check(entry)
+
+
+@pytest.mark.parametrize("chain_check", [_chain_check, _async_chain_check], ids=["sync", "async"])
+async def test_invalid_announcements_are_rejected_and_not_forwarded(chain_check):
     # M(0) -- B(1) -- C(2): everything C receives from M went through B's validators.
-    async with swarm(3, links=[(0, 1), (2, 1)], chain_check=_chain_check) as (m, b, c):
+    async with swarm(3, links=[(0, 1), (2, 1)], chain_check=chain_check) as (m, b, c):
         t = topic(SWARM)
         m.gossip.pubsub.remove_topic_validator(t)  # M is malicious: it skips validation
         first = m.entry()
