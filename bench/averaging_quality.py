@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from dataclasses import asdict, replace
 
@@ -251,6 +252,7 @@ def main() -> None:
     c.add_argument("--json", required=True)
     c.add_argument("--plot", required=True)
     args = p.parse_args()
+    logging.getLogger("learnae.averaging").setLevel(logging.ERROR)  # exclusions are counted, not printed
     if args.cmd == "plot":
         replot(args)
         return

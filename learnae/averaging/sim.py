@@ -125,6 +125,14 @@ def _attack(cfg: SimConfig, honest: list[list[np.ndarray]], own: list[np.ndarray
     return [(m + s * (o - m)).astype(np.float32) for m, o in zip(mu, own)]
 
 
+def _quiet(fn):
+    def run(*a, **kw):
+        with np.errstate(over="ignore", invalid="ignore"):  # diverging peers are part of the experiment
+            return fn(*a, **kw)
+    return run
+
+
+@_quiet
 def simulate(
     cfg: SimConfig,
     x_train: np.ndarray,
@@ -198,6 +206,8 @@ def _merge_round(cfg, params, velocity, mass, shards, history_snap, honest_ids, 
                 pushes[i].append(Contribution(published[j], len(shards[j]), author=str(j), mass=share))
     excluded = skipped = 0
     for i in honest_ids:
+        if not all(np.all(np.isfinite(t)) for t in own[i]):
+            continue  # this peer's training diverged (NaN/inf): it stays broken, its neighbours exclude it
         if cfg.rule == "push-sum":
             contribs = pushes[i]
             extra = {"local_mass": mass[i]}
