@@ -58,7 +58,8 @@ class PublishParams:
 
     queue_entries: int = 256  # publish() waits when this many are queued
     max_rate_per_s: float = 200.0  # ceiling for this peer's own announcements
-    outbound_backlog_rpcs: int = 64  # wait while any peer's outbound queue holds more
+    outbound_backlog_rpcs: int = 64  # wait while any peer's outbound queue holds more...
+    outbound_wait_max_s: float = 2.0  # ...but no longer: one stuck peer must not stop the swarm
     flush_timeout_s: float = 5.0  # on exit, how long queued announcements may take to leave
     inbox_capacity: int = 10_000  # received announcements held for the application
 
@@ -119,8 +120,14 @@ class Gossip:
 
     async def _wait_outbound_room(self) -> None:
         limit = self.params.outbound_backlog_rpcs
-        while any(len(q) > limit for q in list(self.pubsub.peer_queues.values())):
-            await trio.sleep(0.005)  # a backlog drains at network speed: poll, do not spin
+        with trio.move_on_after(self.params.outbound_wait_max_s) as scope:
+            while any(len(q) > limit for q in list(self.pubsub.peer_queues.values())):
+                await trio.sleep(0.005)  # a backlog drains at network speed: poll, do not spin
+        if scope.cancelled_caught:
+            slow = [p.to_base58() for p, q in self.pubsub.peer_queues.items() if len(q) > limit]
+            log.warning("peer(s) %s read slower than we publish (%d+ RPCs queued for %g s); "
+                        "publishing anyway: their queue may overflow, and each drop is counted",
+                        ", ".join(slow), limit, self.params.outbound_wait_max_s)
 
     # -- receiving ---------------------------------------------------------------------
     def announcements(self) -> Inbox:
