@@ -166,7 +166,11 @@ async def watch_isolation(host: IHost, table: PeerTable, *, grace_s: float = 3.0
             alone_since = time.monotonic()
         elif not isolated and time.monotonic() - alone_since >= grace_s:
             isolated = True
+            try:
+                where = dial_line(host)
+            except ServiceError:  # the host is shutting down: no listener left
+                where = "(no listen address)"
             log.warning("isolated: no connected peers; waiting to be dialed at %s "
-                        "(pass it to another peer with --bootstrap)", dial_line(host))
+                        "(pass it to another peer with --bootstrap)", where)
         with trio.move_on_after(1.0):
             await table.changed.wait()
