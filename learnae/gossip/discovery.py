@@ -134,6 +134,8 @@ class Discovery:
                             log.debug("DHT-found peer %s unreachable: %s", info.peer_id, exc)
                 except ServiceError as exc:
                     log.info("swarm rendezvous round failed: %s", exc)
+                except Exception as exc:  # the DHT's own errors must not take the peer down
+                    log.warning("swarm rendezvous round failed unexpectedly: %r", exc)
                 await trio.sleep(self.params.rendezvous_every_s)
             else:
                 with trio.move_on_after(1.0):
