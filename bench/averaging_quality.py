@@ -163,8 +163,8 @@ def byzantine(args) -> dict:
     seeds = [int(s) for s in args.seeds.split(",")]
     rules = args.rules.split(",") if args.rules else list(RULES)
     ev = max(args.steps // 10, 1)
-    base = SimConfig(steps=args.steps, eval_every=ev, **{**BEST, "topology": args.topology},
-                     weight_cap=args.weight_cap)
+    base = SimConfig(steps=args.steps, eval_every=ev, **{**BEST, "topology": args.topology, "k": args.k},
+                     weight_cap=args.weight_cap, rule_params=json.loads(args.rule_params))
     cells = []
     for scheme in ("iid", "classes:2"):
         for rule in rules:
@@ -246,6 +246,8 @@ def main() -> None:
     b.add_argument("--rules", default="")
     b.add_argument("--topology", default="complete")
     b.add_argument("--weight-cap", type=float, default=1.0)
+    b.add_argument("--k", type=int, default=BEST["k"], help="neighbours per merge (random-k, ring)")
+    b.add_argument("--rule-params", default="{}", help='JSON, e.g. {"f": 2} (applied to every rule in --rules)')
     b.add_argument("--json", default="")
     b.add_argument("--plot", default="docs/img/averaging_byzantine.png")
     c = sub.add_parser("plot", help="redraw the plot (and table) from a saved --json file")
