@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -188,6 +189,12 @@ class LearnaePubsub(Pubsub):
         self.closing = False
         self.rejected_unsigned = 0
         self.on_bad_pubsub_signature = None  # callback(forwarder: ID)
+        # Message IDs are (from, seqno). py-libp2p seeds the seqno counter with the
+        # time in *seconds* and adds one per message, so a peer that published more
+        # than one message a second and restarts reuses seqnos its neighbours still
+        # remember: its new announcements are dropped as duplicates, silently.
+        # go-libp2p seeds with nanoseconds; so do we.
+        self.counter = time.time_ns()
 
     async def _handle_new_peer(self, peer_id: ID) -> None:
         # py-libp2p retries a failed pubsub stream with new_stream(), which *dials* a
