@@ -56,7 +56,8 @@ def test_explicit_config_file_replaces_the_data_dir_one(tmp_path):
 
 
 def test_lists_from_env_and_file(tmp_path):
-    a, b = "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002"
+    pid = "12D3KooWFpVy5g2qfmLKTcSvnK1nDijrshbDCbimmy8m2QW6P3i5"
+    a, b = f"/ip4/127.0.0.1/tcp/4001/p2p/{pid}", f"/ip4/127.0.0.1/tcp/4002/p2p/{pid}"
     write_config(tmp_path, f"bootstrap = ['{a}']\n")
     cfg, _ = load_config({"data_dir": tmp_path}, env={})
     assert cfg.bootstrap == [a]
@@ -73,6 +74,7 @@ def test_lists_from_env_and_file(tmp_path):
     ("shard = '4/4'\n", "shard"),
     ("partition = 'classes:0'\n", "partition"),
     ("listen = 'localhost:4010'\n", "listen"),
+    ("bootstrap = ['/ip4/127.0.0.1/tcp/4010']\n", "bootstrap"),  # no /p2p/<peer-id>
     ("weight_cap = 1.5\n", "weight_cap"),
     ("data_dir = '/elsewhere'\n", "data_dir"),
 ])
@@ -118,3 +120,14 @@ def test_docs_list_every_key():
     docs = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
     for f in config_fields():
         assert f"| `{f.name}` |" in docs, f"docs/config.md does not document {f.name}"
+
+
+def test_docs_show_the_real_defaults():
+    import dataclasses
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    for f in config_fields():
+        if f.default is dataclasses.MISSING or f.name == "data_dir":
+            continue
+        shown = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+        assert f"| `{f.name}` | `LEARNAE_{f.name.upper()}` | `{shown}` |" in docs, f.name

@@ -140,9 +140,9 @@ class PeerConfig:
     momentum: float = _opt(0.9, "1", "SGD momentum", _non_negative)
     max_steps: int = _opt(0, "steps", "stop after this many local steps (0 = run until stopped)", _non_negative)
     # -- gossip, merge, publish --------------------------------------------------
-    publish_every: int = _opt(10, "steps", "publish a snapshot every this many local steps", _positive)
-    merge_every: int = _opt(10, "steps", "merge neighbours' snapshots every this many local steps", _positive)
-    merge_k: int = _opt(2, "peers", "merge up to this many neighbours' freshest snapshots", _positive)
+    publish_every: int = _opt(5, "steps", "publish a snapshot every this many local steps", _positive)
+    merge_every: int = _opt(5, "steps", "merge neighbours' snapshots every this many local steps", _positive)
+    merge_k: int = _opt(3, "peers", "merge up to this many neighbours' freshest snapshots", _positive)
     rule: str = _opt("mean", "name", "averaging rule", _choice(*RULES))
     weight_cap: float = _opt(1.0, "fraction", "largest share of a merge any one neighbour may have", _fraction)
     fetch_timeout_s: float = _opt(10.0, "seconds", "deadline for fetching one snapshot", _positive)

@@ -82,9 +82,16 @@ class StatusReporter:
             "ledger_seq": p.ledger.next_seq - 1,
         }
 
-    def write_record(self) -> None:
+    async def mark(self, event: str) -> None:
+        """Evaluate now and write a record tagged with ``event`` (e.g. ``"catch-up"``)."""
+        await self.evaluate()
+        self.write_record(event=event)
+
+    def write_record(self, *, event: str | None = None) -> None:
         rec = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in self.record().items()}
+        if event is not None:
+            rec["event"] = event
         path = self.peer.cfg.data_dir.expanduser() / METRICS_FILE
         with open(path, "a") as fh:
             fh.write(json.dumps(rec) + "\n")

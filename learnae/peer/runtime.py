@@ -79,26 +79,26 @@ async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload) 
     from learnae.gossip.announce import PublishParams, open_gossip
     from learnae.gossip.discovery import DiscoveryParams, open_discovery
     from learnae.ledger import Ledger
-    from learnae.storage.bitswap import Bitswap
-    from learnae.storage.store import open_store
+    from learnae.storage.node import open_embedded_node
 
+    if cfg.storage != "embedded":
+        raise UserError(f"storage = {cfg.storage!r}: `learnae peer start` runs the embedded store only for now; "
+                        "set storage = \"embedded\" (Kubo can still fetch from the peer over Bitswap)")
     swarm = swarm_id(cfg.swarm, work.fingerprint)
     resumed = _resume(cfg, work)
-    store = open_store(cfg)
     with Ledger.open(data_dir, identity) as ledger:
         async with open_host(identity, [cfg.listen]) as host:
             print(dial_line(host), flush=True)
-            bitswap = Bitswap(host, LedgerBackedBlocks(store.blocks, ledger))
-            store.fetcher = lambda cid, recursive=True: bitswap.fetch(cid, recursive=recursive)
-            ledger.fetch_block = store.get_block
-            peer = Peer(cfg, identity, work, swarm, ledger, store, bitswap, resumed=resumed)
             disc_params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
-            async with bitswap.run(), \
-                    open_gossip(host, swarm, chain_check=peer.chain_check,
-                                publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
-                    open_discovery(host, swarm, disc_params) as discovery:
-                peer.gossip, peer.discovery, peer.host = gossip, discovery, host
-                await peer.run()
+            async with open_embedded_node(host, data_dir, fetch_timeout_s=cfg.fetch_timeout_s,
+                                          serve=lambda blocks: LedgerBackedBlocks(blocks, ledger)) as store:
+                ledger.fetch_block = store.get_block
+                peer = Peer(cfg, identity, work, swarm, ledger, store, store.bitswap, resumed=resumed)
+                async with open_gossip(host, swarm, chain_check=peer.chain_check,
+                                   publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
+                        open_discovery(host, swarm, disc_params) as discovery:
+                    peer.gossip, peer.discovery, peer.host = gossip, discovery, host
+                    await peer.run()
 
 
 def _resume(cfg: PeerConfig, work: Workload) -> Checkpoint | None:
@@ -303,6 +303,7 @@ class Peer:
         self.trainer.set_weights(result.weights if result else first.weights)
         self.trainer.on_weights_replaced()
         log.info("caught up from %d peer snapshot(s)", len(contributions))
+        await self.reporter.mark("catch-up")
 
     # -- merging ----------------------------------------------------------------------------
 
@@ -367,6 +368,8 @@ class Peer:
         self.merges += 1
         self.metrics.merges.inc()
         self.last_merge = (time.time(), len(result.influence))
+        if self.merges <= 2:  # how a (re)joining peer starts out is worth a record of its own
+            await self.reporter.mark(f"merge-{self.merges}")
 
     async def _fetch_all(self, refs: list[SnapshotRef]) -> list:
         out: list = [None] * len(refs)

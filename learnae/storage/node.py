@@ -26,7 +26,8 @@ __all__ = ["open_embedded_node"]
 
 @asynccontextmanager
 async def open_embedded_node(host, data_dir: str | Path, *, find_providers: ProviderLookup | None = None,
-                             fetch_timeout_s: float = 120.0, **bitswap_opts) -> AsyncIterator[EmbeddedStore]:
+                             fetch_timeout_s: float = 120.0, serve=None,
+                             **bitswap_opts) -> AsyncIterator[EmbeddedStore]:
     """Serve and fetch ``<data_dir>/blocks`` over Bitswap on ``host`` until the block exits.
 
     Args:
@@ -34,13 +35,17 @@ async def open_embedded_node(host, data_dir: str | Path, *, find_providers: Prov
         data_dir: the peer's data directory.
         find_providers: ``async find_providers(cid)`` (the DHT), asked last.
         fetch_timeout_s: deadline of one ``get`` that has to fetch.
+        serve: optional ``serve(blocks) -> blocks`` wrapping the block store Bitswap
+            answers from (it must offer ``has``/``get_block`` and pass the rest
+            through), e.g. to also serve blocks kept elsewhere, such as ledger entries.
         **bitswap_opts: ``window_blocks``, ``request_timeout_s``, ``connect_timeout_s``.
 
     Yields:
         the store; ``store.fetcher`` is the running Bitswap's fetch, ``store.bitswap`` the Bitswap.
     """
     store = EmbeddedStore(Path(data_dir) / "blocks")
-    bitswap = Bitswap(host, store.blocks, find_providers=find_providers, **bitswap_opts)
+    served = store.blocks if serve is None else serve(store.blocks)
+    bitswap = Bitswap(host, served, find_providers=find_providers, **bitswap_opts)
     async with bitswap.run():
         async def fetch(cid, providers=(), *, recursive: bool = True):
             return await bitswap.fetch(cid, providers, recursive=recursive, timeout_s=fetch_timeout_s)
