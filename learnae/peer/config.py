@@ -144,7 +144,7 @@ class PeerConfig:
     merge_every: int = _opt(5, "steps", "merge neighbours' snapshots every this many local steps", _positive)
     merge_k: int = _opt(3, "peers", "merge up to this many neighbours' freshest snapshots", _positive)
     rule: str = _opt("mean", "name", "averaging rule", _choice(*RULES))
-    weight_cap: float = _opt(1.0, "fraction", "largest share of a merge any one neighbour may have", _fraction)
+    weight_cap: float = _opt(0.5, "fraction", "largest share of a merge any one neighbour may have", _fraction)
     fetch_timeout_s: float = _opt(10.0, "seconds", "deadline for fetching one snapshot", _positive)
     merge_wait_s: float = _opt(2.0, "seconds", "at a merge, wait this long at most for a fresh neighbour snapshot (bounded staleness; 0 = never wait)", _non_negative)
     min_peers: int = _opt(0, "peers", "wait until this many peers are connected before the first training step", _non_negative)

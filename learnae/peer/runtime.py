@@ -351,7 +351,8 @@ class Peer:
             return
         local = self.trainer.get_weights()
         result = await trio.to_thread.run_sync(
-            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap))
+            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap,
+                          **_rule_params(self.cfg.rule, len(self.work.shard))))
         for author, reason in result.excluded.items():
             self.metrics.rejected.labels(reason=reason).inc()
             log.warning("merge: excluded the snapshot of %s: %s", author, reason)
@@ -362,7 +363,7 @@ class Peer:
         self.trainer.set_weights(result.weights)
         self.trainer.on_weights_replaced()
         for author, weight in result.influence.items():
-            if author in by_author:
+            if author in by_author and weight > 0:  # robust rules list dropped authors at 0
                 self.view.mark_merged(by_author[author])
                 self.parents.append({"entry": by_author[author].entry_cid, "weight": float(weight)})
         self.merges += 1
@@ -401,8 +402,11 @@ class Peer:
             return self._reject(ref, "fetch-failed", str(exc))
         self.metrics.fetch_latency.observe(time.monotonic() - t0)
         self.metrics.bytes_in.inc(len(data))
+        # "weighted" weighs by data size: the author's shard, not its cumulative samples
+        # (which would hand the merge to whoever trains fastest).
+        shard = self.view.shard_samples(ref.author)
         return Contribution(
-            weights=list(snap.arrays), samples=max(1, ref.samples),
+            weights=list(snap.arrays), samples=max(1, shard if shard is not None else len(self.work.shard)),
             staleness_steps=max(0, self.trainer.step - ref.step),
             staleness_s=max(0.0, time.time() - ref.ts_ms / 1000), author=ref.author,
         )
@@ -489,3 +493,8 @@ def _distance(a, b) -> float:
     import numpy as np
 
     return float(np.sqrt(sum(float(np.sum((x.astype(np.float64) - y) ** 2)) for x, y in zip(a, b))))
+
+
+def _rule_params(rule: str, local_samples: int) -> dict:
+    """Per-rule parameters the peer knows and the config does not carry."""
+    return {"local_samples": local_samples} if rule == "weighted" else {}

@@ -41,6 +41,7 @@ class SwarmView:
         self._merged: dict[str, CID] = {}  # author -> entry CID merged last
         self._gone: set[str] = set()
         self._members: set[str] = set()  # authors seen announcing anything
+        self._shard_samples: dict[str, int] = {}  # author -> samples in its data shard
         self._rng = random.Random(seed)
 
     def note_entry(self, entry) -> SnapshotRef | None:
@@ -52,6 +53,8 @@ class SwarmView:
             self._gone.add(entry.author)
             return None
         self._gone.discard(entry.author)
+        if entry.kind == "shard":
+            self._shard_samples[entry.author] = int(entry.body["samples"])
         if entry.kind != "snapshot":
             return None
         ref = SnapshotRef(entry.author, entry.seq, entry.cid, entry.body["model"],
@@ -64,6 +67,10 @@ class SwarmView:
     def latest(self, author: str) -> SnapshotRef | None:
         """The newest known snapshot of ``author`` (also after it left)."""
         return self._latest.get(author)
+
+    def shard_samples(self, author: str) -> int | None:
+        """Samples in ``author``'s data shard (from its ``shard`` entry), if known."""
+        return self._shard_samples.get(author)
 
     def members(self) -> set[str]:
         """Peers known to be in the swarm: every author seen, minus those that left."""
