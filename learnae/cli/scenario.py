@@ -1,4 +1,4 @@
-"""`learnae scenario`: Simulate swarms of peers from scenario YAML files."""
+"""`learnae scenario`: multi-peer simulations from scenario YAML files (not built yet)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,8 @@ __all__ = ["group"]
 
 @click.group(name="scenario")
 def group() -> None:
-    """Simulate swarms of peers from scenario YAML files."""
+    """Simulate swarms of peers from scenario YAML files (not built yet).
+
+    Until the runner exists, `make demo` and `python -m bench.peer_swarm` start
+    real multi-peer swarms on loopback.
+    """
