@@ -8,7 +8,6 @@ never ``learnae.gossip`` or ``learnae.peer`` (a host is passed in).
 
 from learnae.storage.blockstore import BlockNotFoundError, BlockStore, CorruptBlockError
 from learnae.storage.cid import CID, cid_of, parse_cid
-from learnae.storage.node import open_embedded_node
 from learnae.storage.store import EmbeddedStore, Store, open_store
 from learnae.storage.unixfs import unixfs_cid
 
@@ -17,3 +16,13 @@ __all__ = [
     "Store", "EmbeddedStore", "open_store", "open_embedded_node",
     "BlockStore", "BlockNotFoundError", "CorruptBlockError",
 ]
+
+
+def __getattr__(name: str):
+    # The embedded node pulls in libp2p (~1 s); CLI commands that only touch the
+    # block store should not pay for it.
+    if name == "open_embedded_node":
+        from learnae.storage.node import open_embedded_node
+
+        return open_embedded_node
+    raise AttributeError(f"module 'learnae.storage' has no attribute {name!r}")
