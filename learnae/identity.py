@@ -22,7 +22,7 @@ Export formats (``learnae key export``):
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import base58
@@ -92,6 +92,14 @@ class Identity:
     """An Ed25519 private key and the libp2p peer ID derived from it."""
 
     private_key: Ed25519PrivateKey
+    # Derived once: signing and verifying code asks for the peer ID constantly.
+    peer_id: str = field(init=False, repr=True, compare=False)
+
+    def __post_init__(self) -> None:
+        public = self.private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        object.__setattr__(self, "peer_id", peer_id_from_public_key(public))
 
     @classmethod
     def generate(cls) -> Identity:
@@ -113,10 +121,6 @@ class Identity:
         return self.private_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-
-    @property
-    def peer_id(self) -> str:
-        return peer_id_from_public_key(self.public_key)
 
     def sign(self, data: bytes) -> bytes:
         """Return the 64-byte Ed25519 signature of ``data``."""
