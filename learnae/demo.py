@@ -2,7 +2,7 @@
 
 Starts three ``learnae peer start`` processes on 127.0.0.1 (each with its own
 data dir, key, block store and ledger) that train the ``digits-mlp`` preset on
-skewed shards of scikit-learn's bundled digits (3 classes per peer), find each
+skewed shards of scikit-learn's bundled digits (4 classes per peer), find each
 other through one bootstrap peer, exchange snapshots over Bitswap and announce
 them over GossipSub. Then it verifies every ledger, prints the credits, and
 plots accuracy over time per peer.
@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from learnae.scenario.process import PeerProcess, read_metrics
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never wrap a multiaddr someone may copy
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +35,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def _plot(out: Path, runs: dict[str, list[dict]]) -> Path:
+def _plot(out: Path, runs: dict[str, list[dict]], partition: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +51,7 @@ def _plot(out: Path, runs: dict[str, list[dict]]) -> Path:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("learnae demo: peers on 3-class shards of digits")
+    ax.set_title(f"learnae demo: {len(runs)} peers, digits split {partition}")
     path = out / "accuracy.png"
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("demo-out"), help="where data dirs and the plot go")
     ap.add_argument("--peers", type=int, default=3)
     ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--partition", default="classes:4",
+                    help="how digits is split; classes:4 over 3 peers leaves no class unseen")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     if out.exists() and any(out.iterdir()):
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         out = out / stamp
     out.mkdir(parents=True, exist_ok=True)
     n, steps = args.peers, args.steps
-    common = ["--partition", "classes:3", "--max-steps", str(steps), "--min-peers", str(n - 1),
+    common = ["--partition", args.partition, "--max-steps", str(steps), "--min-peers", str(n - 1),
               "--catch-up-s", "0", "--status-every-s", "2"]
     console.print(f"[bold]learnae demo[/]: {n} peers, {steps} steps each, data dirs under {out}")
     peers: list[PeerProcess] = []
@@ -106,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         r = recs[-1]
         console.print(f"{name}: step {r['step']}, test accuracy {r['test_accuracy']:.3f}, merges {r['merges']}, "
                       f"snapshots {r['snapshots']}, bytes in/out {r['bytes_received']}/{r['bytes_sent']}")
-    console.print(f"mean test accuracy {statistics.mean(accs):.3f} (each peer saw 3 of 10 classes)")
+    console.print(f"mean test accuracy {statistics.mean(accs):.3f} (digits split {args.partition} over {n} peers)")
     ok = True
     for i, p in enumerate(peers):
         proc = _cli("ledger", "verify", str(p.data_dir))
         ok &= proc.returncode == 0
         console.print(f"peer-{i} ledger verify: {'valid' if proc.returncode == 0 else 'INVALID'}")
     console.print(_cli("ledger", "credits", "--data-dir", str(peers[0].data_dir)).stdout.rstrip())
-    plot = _plot(out, runs)
+    plot = _plot(out, runs, args.partition)
     print(f"plot: {plot}")
     print(f"data dirs: {out}")
     return 0 if ok else 1
