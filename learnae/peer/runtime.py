@@ -36,7 +36,7 @@ from learnae.peer.lock import DataDirLock
 from learnae.peer.metrics import PeerMetrics
 from learnae.peer.reporting import StatusReporter
 from learnae.peer.view import SnapshotRef, SwarmView
-from learnae.peer.workload import Workload, prepare_workload, split_local_data
+from learnae.peer.workload import Workload, cut_shard, prepare_workload
 from learnae.training.models import check_model_spec
 
 __all__ = ["run_peer", "Peer"]
@@ -60,21 +60,17 @@ async def _run(cfg: PeerConfig) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     with DataDirLock(data_dir):
         # Cheap checks of the user's input first: a typo costs no TensorFlow import.
-        spec = parse_dataset_spec(cfg.dataset)
-        if spec.kind == "cid":
-            raise UserError(
-                f"--dataset {cfg.dataset}: starting from a shard manifest CID needs the shard in the "
-                "local store first: run `learnae ipfs get CID --from PEER` then start again"
-            )
-        dataset = load_dataset(cfg.dataset)
-        split_local_data(cfg, dataset)
+        from_network = parse_dataset_spec(cfg.dataset).kind == "cid"
+        if not from_network:
+            shard, test = cut_shard(cfg, load_dataset(cfg.dataset))
         check_model_spec(cfg.model)
         identity = Identity.load_or_create(data_dir)
-        work = await trio.to_thread.run_sync(prepare_workload, cfg, dataset)
+        work = None if from_network else await trio.to_thread.run_sync(prepare_workload, cfg, shard, test)
         await _serve(cfg, data_dir, identity, work)
 
 
-async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload) -> None:
+async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload | None) -> None:
+    """Run the peer on its host; ``work`` is None when the data must first be fetched by CID."""
     from learnae.gossip import dial_line, open_host, swarm_id
     from learnae.gossip.announce import PublishParams, open_gossip
     from learnae.gossip.discovery import DiscoveryParams, open_discovery
@@ -84,21 +80,46 @@ async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload) 
     if cfg.storage != "embedded":
         raise UserError(f"storage = {cfg.storage!r}: `learnae peer start` runs the embedded store only for now; "
                         "set storage = \"embedded\" (Kubo can still fetch from the peer over Bitswap)")
-    swarm = swarm_id(cfg.swarm, work.fingerprint)
-    resumed = _resume(cfg, work)
     with Ledger.open(data_dir, identity) as ledger:
         async with open_host(identity, [cfg.listen]) as host:
             print(dial_line(host), flush=True)
             disc_params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
             async with open_embedded_node(host, data_dir, fetch_timeout_s=cfg.fetch_timeout_s,
                                           serve=lambda blocks: LedgerBackedBlocks(blocks, ledger)) as store:
+                if work is None:
+                    work = await _fetch_workload(cfg, host, store)
+                swarm = swarm_id(cfg.swarm, work.fingerprint)
+                resumed = _resume(cfg, work)
                 ledger.fetch_block = store.get_block
                 peer = Peer(cfg, identity, work, swarm, ledger, store, store.bitswap, resumed=resumed)
                 async with open_gossip(host, swarm, chain_check=peer.chain_check,
-                                   publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
+                                       publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
                         open_discovery(host, swarm, disc_params) as discovery:
                     peer.gossip, peer.discovery, peer.host = gossip, discovery, host
                     await peer.run()
+
+
+async def _fetch_workload(cfg: PeerConfig, host, store) -> Workload:
+    """``--dataset <CID>``: fetch this peer's shard from the bootstrap peers, then build the model."""
+    from learnae.data.manifest import fetch_dataset
+    from learnae.gossip import connect
+    from learnae.storage.cid import parse_cid
+
+    for addr in cfg.bootstrap:
+        try:
+            await connect(host, addr, timeout_s=cfg.fetch_timeout_s)
+        except ServiceError as exc:
+            log.warning("bootstrap peer %s unreachable while fetching the dataset: %s", addr, exc)
+    limit_s = max(60.0, 6 * cfg.fetch_timeout_s)
+    try:
+        with trio.fail_after(limit_s):
+            shard = await fetch_dataset(store, parse_cid(cfg.dataset), cfg.shard,
+                                        partition=cfg.partition, seed=cfg.seed)
+    except (trio.TooSlowError, KeyError, FetchError) as exc:
+        raise FetchError(f"--dataset {cfg.dataset}: no peer delivered it within {limit_s:.0f} s; pass --bootstrap "
+                         "of a peer that has it (e.g. one running `learnae ipfs serve`)") from exc
+    log.info("fetched %d samples of dataset %s", len(shard), cfg.dataset)
+    return await trio.to_thread.run_sync(prepare_workload, cfg, shard)
 
 
 def _resume(cfg: PeerConfig, work: Workload) -> Checkpoint | None:
@@ -206,9 +227,10 @@ class Peer:
         await self._append("join", {"fingerprint": self.work.fingerprint, "framework": "keras",
                                     "addrs": full_addrs(self.host)[:32]})
         if not any(True for _ in self.ledger.entries(author=self.identity.peer_id, kind="shard")):
-            shard_cid = await self.store.put(await trio.to_thread.run_sync(encode_shard, self.work.shard))
-            histogram = {str(label): n for label, n in enumerate(self.work.shard.class_histogram()) if n}
-            await self._append("shard", {"shard": shard_cid, "samples": len(self.work.shard), "classes": histogram})
+            source = self.work.source  # the whole shard: a fetched one keeps the CID its manifest lists
+            shard_cid = await self.store.put(await trio.to_thread.run_sync(encode_shard, source))
+            histogram = {str(label): n for label, n in enumerate(source.class_histogram()) if n}
+            await self._append("shard", {"shard": shard_cid, "samples": len(source), "classes": histogram})
 
     async def _leave(self) -> None:
         await self._checkpoint()
@@ -352,7 +374,7 @@ class Peer:
         local = self.trainer.get_weights()
         result = await trio.to_thread.run_sync(
             lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap,
-                          **_rule_params(self.cfg.rule, len(self.work.shard))))
+                          **_rule_params(self.cfg.rule, len(self.work.source))))
         for author, reason in result.excluded.items():
             self.metrics.rejected.labels(reason=reason).inc()
             log.warning("merge: excluded the snapshot of %s: %s", author, reason)
@@ -406,7 +428,7 @@ class Peer:
         # (which would hand the merge to whoever trains fastest).
         shard = self.view.shard_samples(ref.author)
         return Contribution(
-            weights=list(snap.arrays), samples=max(1, shard if shard is not None else len(self.work.shard)),
+            weights=list(snap.arrays), samples=max(1, shard if shard is not None else len(self.work.source)),
             staleness_steps=max(0, self.trainer.step - ref.step),
             staleness_s=max(0.0, time.time() - ref.ts_ms / 1000), author=ref.author,
         )

@@ -20,7 +20,7 @@ from learnae.data.datasets import Dataset, split_dataset
 from learnae.data.shards import select_shard, split_local_shard
 from learnae.peer.config import PeerConfig
 
-__all__ = ["Workload", "prepare_workload", "split_local_data", "VALIDATION_SHARE"]
+__all__ = ["Workload", "prepare_workload", "cut_shard", "VALIDATION_SHARE"]
 
 VALIDATION_SHARE = 0.1  # of the peer's own shard, for its local validation metric
 
@@ -31,6 +31,7 @@ class Workload:
 
     Attributes:
         trainer: a :class:`learnae.training.KerasTrainer` on the local shard.
+        source: the peer's whole shard (training + validation), as announced in the ledger.
         shard: the local training samples.
         validation: the local validation slice (never trained on).
         test: the swarm-wide held-out test part.
@@ -39,6 +40,7 @@ class Workload:
     """
 
     trainer: object
+    source: Dataset
     shard: Dataset
     validation: Dataset
     test: Dataset
@@ -46,33 +48,36 @@ class Workload:
     fingerprint: str
 
 
-def split_local_data(cfg: PeerConfig, dataset: Dataset) -> tuple[Dataset, Dataset, Dataset]:
-    """``(train, validation, test)`` for this peer: numpy only, no TensorFlow.
+def cut_shard(cfg: PeerConfig, dataset: Dataset) -> tuple[Dataset, Dataset]:
+    """``(this peer's shard, the swarm-wide test part)`` of a local dataset: numpy only.
 
     Raises:
         UserError: a bad shard or partition.
     """
     splits = split_dataset(dataset, seed=cfg.seed)
-    shard = select_shard(splits.train, cfg.shard, partition=cfg.partition, seed=cfg.seed)
-    local = split_local_shard(shard, seed=cfg.seed, validation=VALIDATION_SHARE)
-    return local.train, local.validation, splits.test
+    return select_shard(splits.train, cfg.shard, partition=cfg.partition, seed=cfg.seed), splits.test
 
 
-def prepare_workload(cfg: PeerConfig, dataset: Dataset) -> Workload:
-    """Cut this peer's shard from ``dataset`` and build its model (loads TensorFlow).
+def prepare_workload(cfg: PeerConfig, shard: Dataset, test: Dataset | None = None) -> Workload:
+    """Build the model for this peer's ``shard`` (loads TensorFlow).
+
+    Args:
+        shard: the peer's data (from :func:`cut_shard`, or fetched by CID).
+        test: a held-out test set, if the peer has one (a fetched shard has none).
 
     Raises:
-        UserError: a bad shard, partition or model spec, or data that do not fit the model.
+        UserError: a bad model spec, or data that do not fit the model.
     """
     from learnae.storage.snapshot import fingerprint
     from learnae.training import KerasTrainer
 
-    train, validation, test = split_local_data(cfg, dataset)
+    local = split_local_shard(shard, seed=cfg.seed, validation=VALIDATION_SHARE)
     trainer = KerasTrainer.from_spec(
-        cfg.model, train.x, train.y, seed=cfg.seed, optimizer=cfg.optimizer,
+        cfg.model, local.train.x, local.train.y, seed=cfg.seed, optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate, momentum=cfg.momentum, batch_size=cfg.batch_size,
     )
     specs = trainer.tensor_specs()
     names = [s[0] for s in specs]
     fp = fingerprint(names, [s[1] for s in specs], [s[2] for s in specs])
-    return Workload(trainer, train, validation, test, names, fp)
+    return Workload(trainer, shard, local.train, local.validation, local.test if test is None else test,
+                    names, fp)

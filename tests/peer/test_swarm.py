@@ -139,3 +139,27 @@ def test_a_peer_with_another_model_is_told_so(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("learnae: error:")][0]
     assert "fingerprint" in line and "--model" in line
+
+
+def test_a_peer_starts_from_a_published_shard_manifest(tmp_path):
+    cli = [sys.executable, "-m", "learnae.cli.main"]
+    seed_dir = tmp_path / "a"
+    published = subprocess.run([*cli, "data", "publish", "digits", "--shards", "2", "--partition", "classes:5",
+                                "--data-dir", str(seed_dir)], capture_output=True, text=True, timeout=120)
+    assert published.returncode == 0, published.stderr
+    manifest = published.stdout.strip()
+    info = subprocess.run([*cli, "data", "inspect", manifest, "--data-dir", str(seed_dir), "--format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    shard_cid = __import__("json").loads(info.stdout)["shards"][1]["cid"]
+
+    a = PeerProcess.start(seed_dir, ["--shard", "0/2", "--partition", "classes:5", *FOREVER])
+    try:
+        b = PeerProcess.start(tmp_path / "b", ["--dataset", manifest, "--shard", "1/2", "--bootstrap", a.addr,
+                                               "--max-steps", "30", "--catch-up-s", "0"])
+        assert b.wait(300) == 0, b.log_tail()
+    finally:
+        a.kill()
+    assert b.metrics()[-1]["step"] == 30
+    with Ledger.open(b.data_dir, readonly=True) as led:
+        shards = led.entries(author=peer_id(b), kind="shard")
+    assert [str(e.body["shard"]) for e in shards] == [shard_cid]  # the very shard the manifest lists
