@@ -1,0 +1,98 @@
+"""Time to accuracy: N peer processes against one centralized process, same machine, same run.
+
+The centralized reference is one ``learnae peer start`` with the whole training
+set (no ``--shard``), alone; the swarm is N peers on IID shards. Each process
+evaluates itself on the held-out test split every ``--status-every-s``; the time
+to a target is measured from the first training step (the first record with
+``step > 0``), so TensorFlow's start-up is not counted for either side. The swarm
+reaches the target when the mean of its peers' latest accuracies does.
+
+Also reported: each swarm peer's share of wall time spent inside training steps
+(``train_share``); the overhead is the rest.
+
+Run:
+    .venv/bin/python -m bench.peer_speed --peers 8 --target 0.95
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from learnae.scenario.process import PeerProcess
+
+STATUS_S = "1"
+
+
+def _start_time(recs: list[dict]) -> float | None:
+    return next((r["time"] for r in recs if r.get("step", 0) > 0), None)
+
+
+def time_to_target(runs: list[list[dict]], target: float) -> float | None:
+    """Seconds from the first step of any run until the mean latest accuracy reaches ``target``."""
+    starts = [t for t in (_start_time(r) for r in runs) if t is not None]
+    if not starts:
+        return None
+    t0 = min(starts)
+    events = sorted((r["time"], i, r.get("test_accuracy")) for i, recs in enumerate(runs) for r in recs)
+    latest: dict[int, float] = {}
+    for t, i, acc in events:
+        if acc is not None:
+            latest[i] = acc
+        if len(latest) == len(runs) and statistics.mean(latest.values()) >= target:
+            return t - t0
+    return None
+
+
+def run_centralized(root: Path, steps: int) -> list[dict]:
+    p = PeerProcess.start(root / "central", ["--max-steps", str(steps), "--status-every-s", STATUS_S])
+    p.wait(3600)
+    return p.metrics()
+
+
+def run_swarm(root: Path, n: int, steps: int) -> list[list[dict]]:
+    common = ["--partition", "iid", "--max-steps", str(steps), "--min-peers", str(n - 1), "--catch-up-s", "0",
+              "--status-every-s", STATUS_S]
+    first = PeerProcess.start(root / "p0", ["--shard", f"0/{n}", *common])
+    rest = [PeerProcess.launch(root / f"p{i}", ["--shard", f"{i}/{n}", "--bootstrap", first.addr, *common])
+            for i in range(1, n)]
+    for p in rest:
+        p.wait_ready()
+    peers = [first, *rest]
+    for p in peers:
+        p.wait(3600)
+    return [p.metrics() for p in peers]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--peers", type=int, default=8)
+    ap.add_argument("--target", type=float, default=0.95)
+    ap.add_argument("--steps", type=int, default=1500, help="local steps per process (a budget, not a goal)")
+    args = ap.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="peer-speed-"))
+    central = run_centralized(root, args.steps)
+    swarm = run_swarm(root, args.peers, args.steps)
+    t_central = time_to_target([central], args.target)
+    t_swarm = time_to_target(swarm, args.target)
+    shares = [r[-1]["train_share"] for r in swarm]
+    result = {
+        "peers": args.peers, "target": args.target, "steps": args.steps,
+        "centralized_s": t_central, "swarm_s": t_swarm,
+        "ratio": (t_swarm / t_central) if t_central and t_swarm else None,
+        "centralized_final_accuracy": central[-1]["test_accuracy"],
+        "swarm_final_accuracy": [round(r[-1]["test_accuracy"], 4) for r in swarm],
+        "train_share": [round(s, 3) for s in shares],
+        "overhead_mean": round(1 - statistics.mean(shares), 3),
+        "data": str(root),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
