@@ -75,7 +75,7 @@ class StatusReporter:
             "peers": peers,
             "known_authors": len(p.view.authors()),
             "merges": p.merges,
-            "snapshots": int(p.metrics.snapshots._value.get()),
+            "snapshots": p.published,
             "bytes_received": int(bs.get("bytes_received", 0)),
             "bytes_sent": int(bs.get("bytes_sent", 0)),
             "train_share": self.train_time_s / wall,

@@ -155,6 +155,7 @@ class Peer:
         self.own_snapshots: list = []  # CIDs of own snapshots still pinned
         self.last = {"loss": float("nan"), "accuracy": float("nan")}
         self.merges = 0
+        self.published = 0  # own snapshots announced
         self.last_merge = None  # (time, parents merged)
         self._fresh = trio.Event()  # set when a new neighbour snapshot arrives
         self._work_scope: trio.CancelScope | None = None
@@ -458,6 +459,7 @@ class Peer:
         await self._append("snapshot", {"model": cid, "step": step, "samples": self.trainer.samples,
                                         "metrics": metrics, "parents": self.parents})
         self.parents = []
+        self.published += 1
         self.metrics.snapshots.inc()
         self.own_snapshots.append(cid)
         while len(self.own_snapshots) > KEEP_OWN_SNAPSHOTS:
