@@ -6,9 +6,9 @@ to ``k`` neighbours are fetched, validated and averaged into your model, which
 then trains on. Your training loop, data pipeline and model stay yours.
 
 The callback talks to "the peer" through :class:`SwarmPeer`, a three-method
-protocol. The learnae peer runtime provides the real one (its methods block the
-training thread while the trio event loop does the networking);
-:class:`learnae.testing.fake_peer.FakePeer` is an in-process one for tests.
+protocol. A networked implementation (a peer whose methods block the training
+thread while a trio event loop does the networking) is not built yet;
+:class:`learnae.testing.fake_peer.FakePeer` is an in-process one, used by the tests.
 
 Example::
 
