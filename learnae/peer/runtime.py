@@ -27,12 +27,13 @@ import time
 import trio
 
 from learnae.data.datasets import load_dataset, parse_dataset_spec
-from learnae.errors import FetchError, LearnaeError, RemoteError, ServiceError, UserError
+from learnae.errors import FetchError, LearnaeError, ServiceError, UserError
 from learnae.identity import Identity
 from learnae.peer.blocks import LedgerBackedBlocks
 from learnae.peer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from learnae.peer.config import PeerConfig
 from learnae.peer.lock import DataDirLock
+from learnae.peer.merging import Merger
 from learnae.peer.metrics import PeerMetrics
 from learnae.peer.reporting import StatusReporter
 from learnae.peer.view import SnapshotRef, SwarmView
@@ -43,7 +44,6 @@ __all__ = ["run_peer", "Peer"]
 
 log = logging.getLogger(__name__)
 
-LIVE_S = 10.0  # a neighbour that announced within this long is waited for at merges
 FINISH_WAIT_S = 60.0  # at max_steps: how long to wait for the neighbours' final snapshots
 FINISH_LINGER_S = 3.0  # then: how long to keep serving our own final snapshot before leaving
 LEAVE_BUDGET_S = 3.5  # Ctrl-C to exit: checkpoint + leave entry + flush, within 5 s
@@ -157,7 +157,8 @@ class Peer:
         self.merges = 0
         self.published = 0  # own snapshots announced
         self.last_merge = None  # (time, parents merged)
-        self._fresh = trio.Event()  # set when a new neighbour snapshot arrives
+        self.merger = Merger(cfg, self.view, ledger, store, bitswap, self.metrics,
+                             fingerprint=work.fingerprint, local_samples=len(work.source))
         self._work_scope: trio.CancelScope | None = None
         self.leave_reason = "stopped"
         self.reporter = StatusReporter(self)
@@ -277,13 +278,14 @@ class Peer:
         target = self.cfg.max_steps
         with trio.move_on_after(FINISH_WAIT_S):
             while True:
+                forked = self.merger.forked()
                 pending = [a for a in self.view.authors()
-                           if a not in self._forked() and self.view.latest(a).step < target]
+                           if a not in forked and self.view.latest(a).step < target]
                 if not pending:
                     break
-                self._fresh = trio.Event()
-                await self._fresh.wait()
-        refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in self._forked()]
+                await self.merger.wait_fresh()
+        forked = self.merger.forked()
+        refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in forked]
         if refs:
             await self._merge_refs(refs)
             await self._publish_snapshot()
@@ -313,11 +315,10 @@ class Peer:
 
         with trio.move_on_after(self.cfg.catch_up_s):
             while not self.view.authors():
-                self._fresh = trio.Event()
-                await self._fresh.wait()
+                await self.merger.wait_fresh()
             await trio.sleep(min(1.0, self.cfg.catch_up_s / 4))  # let a few more announce
-        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self._forked(), fresh_only=False)
-        contributions = [c for c in await self._fetch_all(refs) if c is not None]
+        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self.merger.forked(), fresh_only=False)
+        contributions = await self.merger.fetch_all(refs, self.trainer.step)
         if not contributions:
             log.info("catch-up: no neighbour snapshot arrived; starting from fresh weights")
             return
@@ -328,116 +329,26 @@ class Peer:
         log.info("caught up from %d peer snapshot(s)", len(contributions))
         await self.reporter.mark("catch-up")
 
-    # -- merging ----------------------------------------------------------------------------
-
-    def _forked(self) -> set[str]:
-        return {a for a in self.view.authors() if self.ledger.is_forked(a)}
-
-    def _lagging(self) -> list[str]:
-        """Live neighbours more than two merge intervals behind this peer.
-
-        A neighbour counts as live while it announced within ``LIVE_S``: a crashed
-        peer stops announcing, so it never stalls the others for long.
-        """
-        horizon = self.trainer.step - 2 * self.cfg.merge_every
-        live_after_ms = (time.time() - LIVE_S) * 1000
-        forked = self._forked()
-        return [a for a in self.view.authors()
-                if a not in forked and (r := self.view.latest(a)).step < horizon and r.ts_ms >= live_after_ms]
+    # -- merging (the network half lives in merging.Merger) ----------------------------------
 
     async def _merge(self) -> None:
-        """Merge fresh neighbour snapshots, waiting (bounded) for laggards and for freshness.
-
-        Bounded staleness (as in stale-synchronous parallel SGD): a peer that runs
-        ahead waits up to ``merge_wait_s`` for neighbours more than two merge
-        intervals behind, because on skewed shards merging old models makes the
-        peers' models drift apart.
-        """
-        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self._forked())  # noqa: E731
-        refs = choose()
-        if self.cfg.merge_wait_s > 0 and self.view.authors() and (not refs or self._lagging()):
-            with trio.move_on_after(self.cfg.merge_wait_s):
-                while not refs or self._lagging():
-                    self._fresh = trio.Event()
-                    await self._fresh.wait()
-                    refs = choose()
+        refs = await self.merger.choose(self.trainer.step)
         if refs:
             await self._merge_refs(refs)
 
     async def _merge_refs(self, refs: list[SnapshotRef]) -> None:
-        """Fetch, validate and merge these neighbour snapshots into the local model."""
-        from learnae.averaging import merge
-
-        by_author = {r.author: r for r in refs}
-        contributions = [c for c in await self._fetch_all(refs) if c is not None]
-        if not contributions:
+        """Merge these neighbour snapshots into the local model; the parents go into the next snapshot."""
+        merged = await self.merger.merge(self.trainer.get_weights(), refs, self.trainer.step)
+        if merged is None:
             return
-        local = self.trainer.get_weights()
-        result = await trio.to_thread.run_sync(
-            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap,
-                          **_rule_params(self.cfg.rule, len(self.work.source))))
-        for author, reason in result.excluded.items():
-            self.metrics.rejected.labels(reason=reason).inc()
-            log.warning("merge: excluded the snapshot of %s: %s", author, reason)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("merge at step %d: distances to local %s, moved %.3f", self.trainer.step,
-                      [round(_distance(local, c.weights), 3) for c in contributions],
-                      _distance(local, result.weights))
-        self.trainer.set_weights(result.weights)
+        self.trainer.set_weights(merged.weights)
         self.trainer.on_weights_replaced()
-        for author, weight in result.influence.items():
-            if author in by_author and weight > 0:  # robust rules list dropped authors at 0
-                self.view.mark_merged(by_author[author])
-                self.parents.append({"entry": by_author[author].entry_cid, "weight": float(weight)})
+        self.parents.extend(merged.parents)
         self.merges += 1
         self.metrics.merges.inc()
-        self.last_merge = (time.time(), len(result.influence))
+        self.last_merge = (time.time(), len(merged.parents))
         if self.merges <= 2:  # how a (re)joining peer starts out is worth a record of its own
             await self.reporter.mark(f"merge-{self.merges}")
-
-    async def _fetch_all(self, refs: list[SnapshotRef]) -> list:
-        out: list = [None] * len(refs)
-
-        async def one(i: int, ref: SnapshotRef) -> None:
-            out[i] = await self._fetch_snapshot(ref)
-
-        async with trio.open_nursery() as nursery:
-            for i, ref in enumerate(refs):
-                nursery.start_soon(one, i, ref)
-        return out
-
-    async def _fetch_snapshot(self, ref: SnapshotRef):
-        from learnae.averaging import Contribution
-        from learnae.storage.snapshot import decode_snapshot
-
-        t0 = time.monotonic()
-        try:
-            with trio.fail_after(self.cfg.fetch_timeout_s):
-                await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s)
-                data = await self.store.get(ref.model_cid)
-            snap = await trio.to_thread.run_sync(
-                lambda: decode_snapshot(data, fingerprint=self.work.fingerprint))
-        except trio.TooSlowError:
-            return self._reject(ref, "fetch-timeout", f"no block within {self.cfg.fetch_timeout_s} s")
-        except RemoteError as exc:
-            return self._reject(ref, exc.reason, str(exc))
-        except (FetchError, ServiceError, LearnaeError) as exc:
-            return self._reject(ref, "fetch-failed", str(exc))
-        self.metrics.fetch_latency.observe(time.monotonic() - t0)
-        self.metrics.bytes_in.inc(len(data))
-        # "weighted" weighs by data size: the author's shard, not its cumulative samples
-        # (which would hand the merge to whoever trains fastest).
-        shard = self.view.shard_samples(ref.author)
-        return Contribution(
-            weights=list(snap.arrays), samples=max(1, shard if shard is not None else len(self.work.source)),
-            staleness_steps=max(0, self.trainer.step - ref.step),
-            staleness_s=max(0.0, time.time() - ref.ts_ms / 1000), author=ref.author,
-        )
-
-    def _reject(self, ref: SnapshotRef, reason: str, detail: str) -> None:
-        self.metrics.rejected.labels(reason=reason).inc()
-        log.warning("snapshot %s of %s rejected (%s): %s", ref.model_cid, ref.author, reason, detail)
-        return None
 
     # -- publishing and the ledger -------------------------------------------------------------
 
@@ -499,7 +410,7 @@ class Peer:
         async for ann in self.gossip.announcements():
             self.metrics.announce_latency.observe(max(0.0, ann.received_s - ann.entry.ts / 1000))
             if self.view.note_entry(ann.entry) is not None:
-                self._fresh.set()
+                self.merger.notify_fresh()
 
     async def _fill_gaps(self) -> None:
         """Fetch the missing history of authors whose recent entries arrived first."""
@@ -511,14 +422,3 @@ class Peer:
                 log.info("ledger gap filling: %s", exc)
 
 
-
-def _distance(a, b) -> float:
-    """L2 distance between two models (for debug logs)."""
-    import numpy as np
-
-    return float(np.sqrt(sum(float(np.sum((x.astype(np.float64) - y) ** 2)) for x, y in zip(a, b))))
-
-
-def _rule_params(rule: str, local_samples: int) -> dict:
-    """Per-rule parameters the peer knows and the config does not carry."""
-    return {"local_samples": local_samples} if rule == "weighted" else {}

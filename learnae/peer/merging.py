@@ -1,0 +1,175 @@
+"""The network half of a merge: pick neighbour snapshots, fetch, validate, average.
+
+:class:`Merger` knows nothing about who trains: the peer runtime asks it for a
+merged model every ``merge_every`` steps, and anything else holding a model
+(e.g. a Keras callback) can do the same. Given the local weights and the local
+step, it
+
+1. picks up to ``merge_k`` neighbours with a snapshot not merged yet (random
+   among them, skipping forked authors), waiting up to ``merge_wait_s`` while a
+   live neighbour lags more than two merge intervals behind (bounded staleness,
+   as in stale-synchronous parallel SGD: on skewed shards, merging old models
+   makes the peers' models drift apart);
+2. fetches those snapshots over Bitswap with a deadline and decodes them against
+   the model fingerprint (bad data is counted by reason, logged and dropped);
+3. averages them into the local weights with the configured rule and cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import trio
+
+from learnae.errors import LearnaeError, RemoteError
+from learnae.peer.config import PeerConfig
+from learnae.peer.metrics import PeerMetrics
+from learnae.peer.view import SnapshotRef, SwarmView
+
+__all__ = ["Merger", "Merged", "LIVE_S"]
+
+log = logging.getLogger(__name__)
+
+LIVE_S = 10.0  # a neighbour that announced within this long is waited for at merges
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """A merge's outcome: the new weights and the parents to record in the next snapshot."""
+
+    weights: list[np.ndarray]
+    parents: list[dict]  # [{"entry": CID, "weight": float}], as the ledger's snapshot body wants
+
+
+class Merger:
+    """Chooses, fetches and merges neighbour snapshots for one local model."""
+
+    def __init__(self, cfg: PeerConfig, view: SwarmView, ledger, store, bitswap, metrics: PeerMetrics,
+                 *, fingerprint: str, local_samples: int):
+        self.cfg, self.view, self.ledger = cfg, view, ledger
+        self.store, self.bitswap, self.metrics = store, bitswap, metrics
+        self.fingerprint = fingerprint
+        self.local_samples = local_samples
+        self._fresh = trio.Event()
+
+    # -- freshness ----------------------------------------------------------------------
+
+    def notify_fresh(self) -> None:
+        """A new neighbour snapshot was announced (called by the announcement consumer)."""
+        self._fresh.set()
+
+    async def wait_fresh(self) -> None:
+        """Wait for the next :meth:`notify_fresh`."""
+        self._fresh = trio.Event()
+        await self._fresh.wait()
+
+    def forked(self) -> set[str]:
+        return {a for a in self.view.authors() if self.ledger.is_forked(a)}
+
+    def lagging(self, step: int) -> list[str]:
+        """Live neighbours more than two merge intervals behind ``step``.
+
+        A neighbour counts as live while it announced within ``LIVE_S``: a crashed
+        peer stops announcing, so it never stalls the others for long.
+        """
+        horizon = step - 2 * self.cfg.merge_every
+        live_after_ms = (time.time() - LIVE_S) * 1000
+        forked = self.forked()
+        return [a for a in self.view.authors()
+                if a not in forked and (r := self.view.latest(a)).step < horizon and r.ts_ms >= live_after_ms]
+
+    async def choose(self, step: int) -> list[SnapshotRef]:
+        """Up to ``merge_k`` fresh snapshots, after a bounded wait for laggards and freshness."""
+        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.forked())  # noqa: E731
+        refs = choose()
+        if self.cfg.merge_wait_s > 0 and self.view.authors() and (not refs or self.lagging(step)):
+            with trio.move_on_after(self.cfg.merge_wait_s):
+                while not refs or self.lagging(step):
+                    await self.wait_fresh()
+                    refs = choose()
+        return refs
+
+    # -- fetching and merging -----------------------------------------------------------------
+
+    async def fetch_all(self, refs: list[SnapshotRef], step: int) -> list:
+        """The usable contributions among ``refs`` (fetched concurrently; failures dropped)."""
+        out: list = [None] * len(refs)
+
+        async def one(i: int, ref: SnapshotRef) -> None:
+            out[i] = await self._fetch(ref, step)
+
+        async with trio.open_nursery() as nursery:
+            for i, ref in enumerate(refs):
+                nursery.start_soon(one, i, ref)
+        return [c for c in out if c is not None]
+
+    async def merge(self, local: list[np.ndarray], refs: list[SnapshotRef], step: int) -> Merged | None:
+        """Fetch ``refs`` and merge them into ``local``; None when nothing usable arrived."""
+        from learnae.averaging import merge
+
+        by_author = {r.author: r for r in refs}
+        contributions = await self.fetch_all(refs, step)
+        if not contributions:
+            return None
+        params = {"local_samples": self.local_samples} if self.cfg.rule == "weighted" else {}
+        result = await trio.to_thread.run_sync(
+            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap, **params))
+        for author, reason in result.excluded.items():
+            self.metrics.rejected.labels(reason=reason).inc()
+            log.warning("merge: excluded the snapshot of %s: %s", author, reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("merge at step %d: distances to local %s, moved %.3f", step,
+                      [round(_distance(local, c.weights), 3) for c in contributions],
+                      _distance(local, result.weights))
+        parents = []
+        for author, weight in result.influence.items():
+            if author in by_author and weight > 0:  # robust rules list dropped authors at 0
+                self.view.mark_merged(by_author[author])
+                parents.append({"entry": by_author[author].entry_cid, "weight": float(weight)})
+        return Merged(result.weights, parents)
+
+    async def _fetch(self, ref: SnapshotRef, step: int):
+        from learnae.averaging import Contribution
+        from learnae.storage.snapshot import decode_snapshot
+
+        t0 = time.monotonic()
+        try:
+            with trio.fail_after(self.cfg.fetch_timeout_s):
+                await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s)
+                data = await self.store.get(ref.model_cid)
+            snap = await trio.to_thread.run_sync(lambda: decode_snapshot(data, fingerprint=self.fingerprint))
+        except trio.TooSlowError:
+            return self._reject(ref, "fetch-timeout", f"no block within {self.cfg.fetch_timeout_s} s")
+        except RemoteError as exc:
+            return self._reject(ref, exc.reason, str(exc))
+        except LearnaeError as exc:  # a service or store failure: try another neighbour next time
+            return self._reject(ref, "fetch-failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a stream reset or protocol error deep in libp2p
+            # A neighbour's network trouble must never take this peer down: count it, log it
+            # with its type (it is unexpected), and merge without that snapshot.
+            log.warning("unexpected %s while fetching %s from %s", type(exc).__name__, ref.model_cid, ref.author,
+                        exc_info=True)
+            return self._reject(ref, "fetch-error", repr(exc))
+        self.metrics.fetch_latency.observe(time.monotonic() - t0)
+        self.metrics.bytes_in.inc(len(data))
+        # "weighted" weighs by data size: the author's shard, not its cumulative samples
+        # (which would hand the merge to whoever trains fastest).
+        shard = self.view.shard_samples(ref.author)
+        return Contribution(
+            weights=list(snap.arrays), samples=max(1, shard if shard is not None else self.local_samples),
+            staleness_steps=max(0, step - ref.step),
+            staleness_s=max(0.0, time.time() - ref.ts_ms / 1000), author=ref.author,
+        )
+
+    def _reject(self, ref: SnapshotRef, reason: str, detail: str) -> None:
+        self.metrics.rejected.labels(reason=reason).inc()
+        log.warning("snapshot %s of %s rejected (%s): %s", ref.model_cid, ref.author, reason, detail)
+        return None
+
+
+def _distance(a, b) -> float:
+    """L2 distance between two models (for debug logs)."""
+    return float(np.sqrt(sum(float(np.sum((x.astype(np.float64) - y) ** 2)) for x, y in zip(a, b))))
