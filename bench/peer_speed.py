@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from learnae.scenario.process import PeerProcess
+from learnae.scenario.process import PeerProcess, start_swarm
 
 STATUS_S = "1"
 
@@ -55,14 +55,8 @@ def run_centralized(root: Path, steps: int) -> list[dict]:
 
 
 def run_swarm(root: Path, n: int, steps: int) -> list[list[dict]]:
-    common = ["--partition", "iid", "--max-steps", str(steps), "--min-peers", str(n - 1), "--catch-up-s", "0",
-              "--status-every-s", STATUS_S]
-    first = PeerProcess.start(root / "p0", ["--shard", f"0/{n}", *common])
-    rest = [PeerProcess.launch(root / f"p{i}", ["--shard", f"{i}/{n}", "--bootstrap", first.addr, *common])
-            for i in range(1, n)]
-    for p in rest:
-        p.wait_ready()
-    peers = [first, *rest]
+    peers = start_swarm(root, n, ["--partition", "iid", "--max-steps", str(steps), "--catch-up-s", "0",
+                                  "--status-every-s", STATUS_S])
     for p in peers:
         p.wait(3600)
     return [p.metrics() for p in peers]

@@ -22,19 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from learnae.scenario.process import PeerProcess
+from learnae.scenario.process import start_swarm
 
 
 def run(n: int, partition: str, steps: int, extra: list[str], root: Path) -> dict:
-    common = ["--partition", partition, "--max-steps", str(steps), "--min-peers", str(n - 1),
-              "--catch-up-s", "0", *extra]
     t0 = time.monotonic()
-    first = PeerProcess.start(root / "p0", ["--shard", f"0/{n}", *common])
-    rest = [PeerProcess.launch(root / f"p{i}", ["--shard", f"{i}/{n}", "--bootstrap", first.addr, *common])
-            for i in range(1, n)]
-    for p in rest:
-        p.wait_ready()
-    peers = [first, *rest]
+    peers = start_swarm(root, n, ["--partition", partition, "--max-steps", str(steps), "--catch-up-s", "0", *extra])
     started = time.monotonic() - t0
     try:
         codes = [p.wait(3600) for p in peers]

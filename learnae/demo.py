@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from learnae.scenario.process import PeerProcess, read_metrics
+from learnae.scenario.process import read_metrics, start_swarm
 
 console = Console(stderr=True, soft_wrap=True)  # never wrap a multiaddr someone may copy
 
@@ -72,17 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         out = out / stamp
     out.mkdir(parents=True, exist_ok=True)
     n, steps = args.peers, args.steps
-    common = ["--partition", args.partition, "--max-steps", str(steps), "--min-peers", str(n - 1),
-              "--catch-up-s", "0", "--status-every-s", "2"]
     console.print(f"[bold]learnae demo[/]: {n} peers, {steps} steps each, data dirs under {out}")
-    peers: list[PeerProcess] = []
+    peers = start_swarm(out, n, ["--partition", args.partition, "--max-steps", str(steps), "--catch-up-s", "0",
+                                 "--status-every-s", "2"], prefix="peer-")
+    console.print(f"bootstrap peer: {peers[0].addr}")
     try:
-        peers.append(PeerProcess.start(out / "peer-0", ["--shard", f"0/{n}", *common]))
-        console.print(f"bootstrap peer: {peers[0].addr}")
-        peers += [PeerProcess.launch(out / f"peer-{i}", ["--shard", f"{i}/{n}", "--bootstrap", peers[0].addr,
-                                                         *common]) for i in range(1, n)]
-        for p in peers[1:]:
-            p.wait_ready()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console) as bar:
             tasks = [bar.add_task(f"peer-{i}", total=steps) for i in range(n)]

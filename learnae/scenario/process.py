@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["PeerProcess", "PeerStartError", "read_metrics"]
+__all__ = ["PeerProcess", "PeerStartError", "read_metrics", "start_swarm"]
 
 START_TIMEOUT_S = 120.0  # TensorFlow import and model build on a loaded 2-core machine
 
@@ -126,3 +126,28 @@ class PeerProcess:
 
     def log_tail(self, n_chars: int = 3000) -> str:
         return (self.data_dir / "peer.log").read_text(errors="replace")[-n_chars:]
+
+
+def start_swarm(root: Path, n: int, args: list[str], *, prefix: str = "p", env: dict | None = None) -> list[PeerProcess]:
+    """Start ``n`` peers with shards ``I/n``; peer 0 is everyone's bootstrap.
+
+    Every peer waits for the whole swarm before its first step (``--min-peers n-1``),
+    so no peer trains alone while the others are still importing TensorFlow.
+    Data dirs are ``<root>/<prefix><i>``. If a peer fails to start, every peer
+    started so far is killed and :class:`PeerStartError` is raised.
+    """
+    wait = ["--min-peers", str(n - 1)]
+    first = PeerProcess.start(Path(root) / f"{prefix}0", ["--shard", f"0/{n}", *wait, *args], env=env)
+    peers = [first]
+    try:
+        peers += [PeerProcess.launch(Path(root) / f"{prefix}{i}",
+                                     ["--shard", f"{i}/{n}", "--bootstrap", first.addr, *wait, *args], env=env)
+                  for i in range(1, n)]
+        for p in peers[1:]:
+            p.wait_ready()
+    except BaseException:
+        for p in peers:
+            if p.alive:
+                p.kill()
+        raise
+    return peers

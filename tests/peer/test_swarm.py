@@ -18,21 +18,11 @@ import pytest
 from learnae.identity import Identity
 from learnae.ledger import Ledger
 from learnae.peer.checkpoint import load_checkpoint
-from learnae.scenario.process import PeerProcess
+from learnae.scenario.process import PeerProcess, start_swarm
 
 pytestmark = pytest.mark.slow
 
 FOREVER = ["--max-steps", "1000000"]
-
-
-def start_swarm(root, n, args):
-    """Start n peers (peer 0 is everyone's bootstrap) and wait until all are up."""
-    first = PeerProcess.start(root / "p0", ["--shard", f"0/{n}", "--min-peers", str(n - 1), *args])
-    rest = [PeerProcess.launch(root / f"p{i}", ["--shard", f"{i}/{n}", "--bootstrap", first.addr,
-                                                "--min-peers", str(n - 1), *args]) for i in range(1, n)]
-    for p in rest:
-        p.wait_ready()
-    return [first, *rest]
 
 
 def kill_all(peers):
