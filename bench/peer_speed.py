@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "peers": args.peers, "target": args.target, "steps": args.steps,
         "centralized_s": t_central, "swarm_s": t_swarm,
-        "ratio": (t_swarm / t_central) if t_central and t_swarm else None,
+        # Times have the resolution of the status records (STATUS_S); a side that reached the
+        # target by its first record counts as one interval, not zero.
+        "ratio": (t_swarm / max(t_central, float(STATUS_S))) if t_central is not None and t_swarm is not None
+        else None,
         "centralized_final_accuracy": central[-1]["test_accuracy"],
         "swarm_final_accuracy": [round(r[-1]["test_accuracy"], 4) for r in swarm],
         "train_share": [round(s, 3) for s in shares],
