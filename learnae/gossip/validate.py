@@ -136,17 +136,13 @@ class EntryValidator:
         entry = self._stateless(forwarder, msg)
         if entry is None:
             return False
-        if self.chain_check is not None and entry.author != self.own_id:
-            try:
-                reason = self._chain_reason(self.chain_check(entry))
-            except Exception as exc:
-                self.reject("validator-error", forwarder, entry.author, repr(exc))
-                log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
-                return False
-            if reason is not None:
-                self.reject(reason, forwarder, entry.author)
-                return False
-        return self._accept(msg, entry)
+        if self.chain_check is None or entry.author == self.own_id:
+            return self._accept(msg, entry)
+        try:
+            result = self.chain_check(entry)
+        except Exception as exc:
+            return self._chain_raised(forwarder, entry, exc)
+        return self._chain_verdict(forwarder, msg, entry, result)
 
     async def validate_async(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         """Asynchronous validator (used when the chain check is a coroutine function)."""
@@ -156,11 +152,18 @@ class EntryValidator:
         if entry.author == self.own_id:
             return self._accept(msg, entry)
         try:
-            reason = self._chain_reason(await self.chain_check(entry))
+            result = await self.chain_check(entry)
         except Exception as exc:
-            self.reject("validator-error", forwarder, entry.author, repr(exc))
-            log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
-            return False
+            return self._chain_raised(forwarder, entry, exc)
+        return self._chain_verdict(forwarder, msg, entry, result)
+
+    def _chain_raised(self, forwarder: ID, entry: Entry, exc: Exception) -> bool:
+        self.reject("validator-error", forwarder, entry.author, repr(exc))
+        log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
+        return False
+
+    def _chain_verdict(self, forwarder: ID, msg: rpc_pb2.Message, entry: Entry, result: str | None) -> bool:
+        reason = self._chain_reason(result)
         if reason is not None:
             self.reject(reason, forwarder, entry.author)
             return False
