@@ -309,6 +309,8 @@ def _value(v) -> str:
         return f"{v:.4g}"
     if isinstance(v, list):
         return "[" + ", ".join(map(str, v)) + "]"
+    if isinstance(v, dict):  # forks_detected: what each honest peer holds proofs of
+        return "; ".join(f"{k}: {_value(x) if x else '-'}" for k, x in v.items()) or "-"
     return _fmt(v)
 
 
@@ -393,6 +395,8 @@ def write_markdown(report: dict, path: Path) -> Path:
     out += ["## Data partition", "",
             f"Scheme `{part.get('scheme', '-')}`, seed {_fmt(part.get('seed'))}, digest `{part.get('digest', '-')}` "
             "(the same digest means the same samples on the same peers).", ""]
+    if part.get("error"):
+        out += [f"The partition could not be summarised: {part['error']}", ""]
     if part.get("shards"):
         out += _histogram(part["shards"])
 

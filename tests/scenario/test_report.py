@@ -137,10 +137,13 @@ def test_markdown_of_a_failed_run_names_what_failed(tmp_path):
     report = make_report(final_acc=0.8123, threshold=0.9)
     report["timeline"].append({"at": 120.0, "action": "heal"})  # planned after the run ended
     report["peers"]["peer-1"] = peer(1, series(lambda t: 0.8), valid=False, forks=["peer-4"])
+    report["expectations"].append({"expect": "forks_detected: [peer-4]", "ok": False,
+                                   "value": {"peer-0": [], "peer-1": ["peer-4"]}})
     text = write_markdown(report, tmp_path / "report.md").read_text()
     assert text.startswith("# Scenario `churn`: FAIL")
     assert "| `mean_accuracy >= 0.9` | 0.8123 | **FAIL** |" in text
     assert "| `ledger_valid: true` | yes | ok |" in text
+    assert "| `forks_detected: [peer-4]` | peer-0: -; peer-1: [peer-4] | **FAIL** |" in text
     assert "kill peer-2" in text and "restart peer-2" in text
     assert "| - | 120 | heal | not reached |" in text
     assert "- peer-1: seq 7: bad-signature" in text  # the ledger problem, spelled out
