@@ -6,12 +6,16 @@ data, model or network, so those come from ``--like`` (another scenario) or the
 defaults. The rules (docs/scenario-report.md says the same for users):
 
 * Peers are named ``peer-0``, ``peer-1``, ... in order of first ``join``
-  (an author with no ``join`` in the file: its first entry). ``t = 0`` is the
-  earliest first join. Each name's peer ID is in the ``description`` line.
-* The initial group is the earliest peer and every peer whose first join comes
-  at most :data:`LATE_JOIN_GAP_S` after the previous peer's; from the first
-  larger gap on, peers are late joiners: ``start: false`` and a ``join`` event
-  at their first join.
+  (an author with no ``join`` in the file: its first entry). Each name's peer
+  ID is in the ``description`` line.
+* The initial group is every peer whose first join comes no later than the
+  swarm's first ``snapshot`` entry: peers hold their first step until the
+  others are present (``--min-peers``), so nobody publishes before the group
+  is up. Every later peer is a late joiner: ``start: false`` and a ``join``
+  event at its first join.
+* ``t = 0`` is the last first join of the initial group: when the swarm was up,
+  the same origin report.json uses. (The runner starts one peer first and the
+  rest once it is up, so the earliest join can be a whole start-up earlier.)
 * A later ``join`` right after a ``leave`` entry: ``leave`` at the leave, ``join``
   at the join. A later ``join`` with no ``leave`` before it was a crash
   (``kill -9`` writes nothing): ``kill`` at the author's last entry before it,
@@ -49,10 +53,9 @@ from learnae.ledger.entry import Entry, decode_entry
 from learnae.ledger.verify import block_cid_ok
 from learnae.scenario.schema import FLAGS, Scenario, load_scenario, parse_scenario
 
-__all__ = ["LATE_JOIN_GAP_S", "END_WINDOW_S", "DURATION_MARGIN_S", "read_entries", "scenario_from_ledger",
+__all__ = ["END_WINDOW_S", "DURATION_MARGIN_S", "read_entries", "scenario_from_ledger",
            "write_replay"]
 
-LATE_JOIN_GAP_S = 20.0  # peers started together join within seconds of each other (TensorFlow start-up)
 END_WINDOW_S = 10.0  # a chain ending this close to the ledger's end ended with the run
 DURATION_MARGIN_S = 10.0
 _ORDER = {"kill": 0, "leave": 1, "restart": 2, "join": 3}  # a kill and restart at one time: kill first
@@ -190,13 +193,12 @@ def scenario_from_ledger(entries: Iterable[Entry], *, like: Scenario | None = No
     if not chains:
         raise UserError(f"{source}: no valid ledger entries to replay")
     authors = _in_join_order(chains)
-    t0 = _arrival_ms(chains[authors[0]])
     end = max(e.ts for chain in chains.values() for e in chain)
     names = {a: f"peer-{i}" for i, a in enumerate(authors)}
-    late: set[str] = set()
-    for prev, a in zip(authors, authors[1:]):
-        if late or _arrival_ms(chains[a]) - _arrival_ms(chains[prev]) > LATE_JOIN_GAP_S * 1000:
-            late.add(a)
+    first_snapshot = min((e.ts for chain in chains.values() for e in chain if e.kind == "snapshot"), default=end)
+    # authors[0] is always initial: whoever published first had arrived by then
+    late = {a for a in authors[1:] if _arrival_ms(chains[a]) > first_snapshot}
+    t0 = max(_arrival_ms(chains[a]) for a in authors if a not in late)
     timeline = []
     for a in authors:
         timeline += _timeline(chains[a], names[a], t0=t0, end=end, late=a in late)

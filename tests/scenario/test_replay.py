@@ -62,12 +62,16 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def churn() -> dict[str, Chain]:
-    """Five peers: a crash and restart, a crash for good, a leave and rejoin, a late joiner."""
+    """Five peers: a crash and restart, a crash for good, a leave and rejoin, a late joiner.
+
+    The initial four join in the 1.5 s before t = 0 and train from 1 s on, as
+    peers do: nobody takes a step until the initial group is present.
+    """
     return {
-        "steady": Chain().join(0).train(1, 90).leave(91, "done"),
-        "crashed": Chain().join(1.5).train(2, 30).join(45).train(46, 90).leave(91, "done"),
-        "gone": Chain().join(2).train(3, 20),
-        "rejoined": Chain().join(3).train(4, 50).leave(50.5, "interrupted").join(60).train(61, 89)
+        "steady": Chain().join(-1.5).train(1, 90).leave(91, "done"),
+        "crashed": Chain().join(-1).train(2, 30).join(45).train(46, 90).leave(91, "done"),
+        "gone": Chain().join(-0.5).train(3, 20),
+        "rejoined": Chain().join(0).train(4, 50).leave(50.5, "interrupted").join(60).train(61, 89)
                            .leave(91, "interrupted"),  # stopped at the end of the run: not an event
         "late": Chain().join(40).train(41, 90),  # killed at the end: not an event
     }
@@ -115,6 +119,19 @@ def test_timeline_matches_what_the_chains_record(churn):
     for (at, _, _), (want, _, _) in zip(got, expected):
         assert abs(at - want) <= 1.0
     assert data["peers"][4] == {"name": "peer-4", "start": False}
+
+
+def test_a_staggered_start_is_one_initial_group_and_t0_is_when_it_was_up():
+    """The runner starts peer-0, waits for its address, then starts the rest (a TensorFlow start-up later)."""
+    first = Chain().join(0).train(43, 100)
+    rest = [Chain().join(40).train(43, 100), Chain().join(41).train(43, 100),
+            Chain().join(42).train(43, 70).join(80).train(81, 100)]
+    data = scenario_from_ledger([e for c in [first, *rest] for e in c.entries])
+    assert data["peers"] == ["peer-0", "peer-1", "peer-2", "peer-3"]  # nobody is a late joiner
+    (kill_at, kill, who), (restart_at, restart, _) = events(data)
+    assert (kill, restart, who) == ("kill", "restart", ["peer-3"])
+    assert abs(kill_at - 28) <= 1 and abs(restart_at - 38) <= 1  # t = 0 at the last initial join (42 s)
+    assert data["duration"] == 57 + 10  # the last snapshot, at 99 s
 
 
 def test_kill_and_restart_at_the_same_moment_stay_in_order():
