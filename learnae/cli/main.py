@@ -7,6 +7,7 @@ state); 2 bad input from the user (usage, config, files), always as one line
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         _fail(str(exc).replace("\n", " "), 2)
     except LearnaeError as exc:
+        # A runtime failure: its traceback goes to the log at debug level (LEARNAE_LOG=learnae.cli=debug).
+        logging.getLogger("learnae.cli").debug("%s failed", " ".join(sys.argv[1:3]), exc_info=True)
         _fail(str(exc).replace("\n", " "), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)

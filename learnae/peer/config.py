@@ -157,6 +157,8 @@ class PeerConfig:
     # -- storage -----------------------------------------------------------------------
     storage: str = _opt("embedded", "name", "block store: embedded (no daemon) or kubo", _choice("embedded", "kubo"))
     kubo_api: str = _opt("/ip4/127.0.0.1/tcp/5001", "multiaddr", "Kubo RPC API address when storage = kubo", _multiaddr)
+    # -- simulation ----------------------------------------------------------------------
+    faults: str = _opt("", "path", "JSON file of injected faults (latency, loss, partition, slowdown, attack), re-read when it changes; written by `learnae scenario run` (empty = none)")
 
 
 def config_fields() -> list[dataclasses.Field]:

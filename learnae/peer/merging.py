@@ -48,11 +48,13 @@ class Merger:
     """Chooses, fetches and merges neighbour snapshots for one local model."""
 
     def __init__(self, cfg: PeerConfig, view: SwarmView, ledger, store, bitswap, metrics: PeerMetrics,
-                 *, fingerprint: str, local_samples: int):
+                 *, fingerprint: str, local_samples: int, faults=None):
         self.cfg, self.view, self.ledger = cfg, view, ledger
         self.store, self.bitswap, self.metrics = store, bitswap, metrics
         self.fingerprint = fingerprint
         self.local_samples = local_samples
+        self.faults = faults  # learnae.peer.faults.Faults: injected fetch delays (simulations)
+        self.last_fetched: list[list[np.ndarray]] = []  # the neighbour models of the last merge
         self._fresh = trio.Event()
 
     # -- freshness ----------------------------------------------------------------------
@@ -114,6 +116,7 @@ class Merger:
         contributions = await self.fetch_all(refs, step)
         if not contributions:
             return None
+        self.last_fetched = [c.weights for c in contributions]
         params = {"local_samples": self.local_samples} if self.cfg.rule == "weighted" else {}
         result = await trio.to_thread.run_sync(
             lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap, **params))
@@ -138,6 +141,8 @@ class Merger:
         t0 = time.monotonic()
         try:
             with trio.fail_after(self.cfg.fetch_timeout_s):
+                if self.faults is not None and (delay := self.faults.fetch_delay_s(ref.author)) > 0:
+                    await trio.sleep(delay)  # an injected round trip (and retransmission) on this link
                 await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s)
                 data = await self.store.get(ref.model_cid)
             snap = await trio.to_thread.run_sync(lambda: decode_snapshot(data, fingerprint=self.fingerprint))

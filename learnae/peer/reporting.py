@@ -80,6 +80,10 @@ class StatusReporter:
             "bytes_sent": int(bs.get("bytes_sent", 0)),
             "train_share": self.train_time_s / wall,
             "ledger_seq": p.ledger.next_seq - 1,
+            "announce_latency_s": p.announce_latency_s(),
+            "rejected": _total(p.metrics.rejected),
+            "forks": sorted({proof.author for proof in p.ledger.fork_proofs()}),
+            "faults_dropped": p.faults.dropped,
         }
 
     async def mark(self, event: str) -> None:
@@ -107,3 +111,8 @@ class StatusReporter:
             f"val {r.get('val_accuracy', math.nan):.3f} peers {len(p.host.get_connected_peers())} "
             f"merges {p.merges} last merge {merge}"
         )
+
+
+def _total(counter) -> int:
+    """A labelled Prometheus counter summed over its labels."""
+    return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import statistics
 import time
+from collections import deque
 
 import trio
 
@@ -32,6 +34,7 @@ from learnae.identity import Identity
 from learnae.peer.blocks import LedgerBackedBlocks
 from learnae.peer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from learnae.peer.config import PeerConfig
+from learnae.peer.faults import Faults, poison
 from learnae.peer.lock import DataDirLock
 from learnae.peer.merging import Merger
 from learnae.peer.metrics import PeerMetrics
@@ -64,6 +67,7 @@ async def _run(cfg: PeerConfig) -> None:
         if not from_network:
             shard, test = cut_shard(cfg, load_dataset(cfg.dataset))
         check_model_spec(cfg.model)
+        Faults(cfg.faults)  # a bad faults file is the user's error: say so before anything starts
         identity = Identity.load_or_create(data_dir)
         work = None if from_network else await trio.to_thread.run_sync(prepare_workload, cfg, shard, test)
         await _serve(cfg, data_dir, identity, work)
@@ -77,15 +81,20 @@ async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload |
     from learnae.ledger import Ledger
     from learnae.storage.node import open_embedded_node
 
-    if cfg.storage != "embedded":
-        raise UserError(f"storage = {cfg.storage!r}: `learnae peer start` runs the embedded store only for now; "
-                        "set storage = \"embedded\" (Kubo can still fetch from the peer over Bitswap)")
+    open_node = open_embedded_node
+    if cfg.storage == "kubo":  # files in the daemon; ledger entries stay on this host's own Bitswap
+        from functools import partial
+
+        from learnae.peer.kubo_backend import check_kubo_api, open_kubo_node
+
+        await check_kubo_api(cfg.kubo_api)  # UserError (exit 2) naming --kubo-api, before a port opens
+        open_node = partial(open_kubo_node, api=cfg.kubo_api)
     with Ledger.open(data_dir, identity) as ledger:
         async with open_host(identity, [cfg.listen]) as host:
             print(dial_line(host), flush=True)
             disc_params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
-            async with open_embedded_node(host, data_dir, fetch_timeout_s=cfg.fetch_timeout_s,
-                                          serve=lambda blocks: LedgerBackedBlocks(blocks, ledger)) as store:
+            async with open_node(host, data_dir, fetch_timeout_s=cfg.fetch_timeout_s,
+                                 serve=lambda blocks: LedgerBackedBlocks(blocks, ledger)) as store:
                 if work is None:
                     work = await _fetch_workload(cfg, host, store)
                 swarm = swarm_id(cfg.swarm, work.fingerprint)
@@ -157,8 +166,10 @@ class Peer:
         self.merges = 0
         self.published = 0  # own snapshots announced
         self.last_merge = None  # (time, parents merged)
+        self.faults = Faults(cfg.faults, seed=cfg.seed)
+        self.announce_latencies: deque[float] = deque(maxlen=200)
         self.merger = Merger(cfg, self.view, ledger, store, bitswap, self.metrics,
-                             fingerprint=work.fingerprint, local_samples=len(work.source))
+                             fingerprint=work.fingerprint, local_samples=len(work.source), faults=self.faults)
         self._work_scope: trio.CancelScope | None = None
         self.leave_reason = "stopped"
         self.reporter = StatusReporter(self)
@@ -175,6 +186,8 @@ class Peer:
             nursery.start_soon(self._consume)
             nursery.start_soon(self.reporter.run)
             nursery.start_soon(self._fill_gaps)
+            if self.faults.path is not None:
+                nursery.start_soon(self._apply_faults)
             if self.cfg.bootstrap:
                 nursery.start_soon(self._check_bootstrap_swarm)
             with trio.CancelScope() as self._work_scope:
@@ -253,7 +266,10 @@ class Peer:
                 n = min(n, cfg.max_steps - step)
             t0 = time.perf_counter()
             result = await trio.to_thread.run_sync(self.trainer.train_steps, n)
-            self.reporter.train_time_s += time.perf_counter() - t0
+            spent = time.perf_counter() - t0
+            self.reporter.train_time_s += spent
+            if self.faults.slow > 1:  # an injected slowdown: a slower machine, as the scenario says
+                await trio.sleep((self.faults.slow - 1) * spent)
             self.last = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
             self.metrics.steps.inc(n)
             self.metrics.samples.inc(result.samples)
@@ -363,12 +379,20 @@ class Peer:
 
         weights = self.trainer.get_weights()
         step = self.trainer.step
+        attack = self.faults.attack
+        if attack is not None and attack["mode"] != "equivocate":
+            honest = self.merger.last_fetched
+            weights = await trio.to_thread.run_sync(lambda: poison(weights, attack, honest=honest))
         data = await trio.to_thread.run_sync(
             lambda: encode_snapshot(weights, self.work.names, encoding=self.cfg.snapshot_encoding, step=step))
         cid = await self.store.put(data)
         metrics = {k: v for k, v in self.last.items() if v == v}  # drop NaN before the first step
-        await self._append("snapshot", {"model": cid, "step": step, "samples": self.trainer.samples,
-                                        "metrics": metrics, "parents": self.parents})
+        body = {"model": cid, "step": step, "samples": self.trainer.samples, "metrics": metrics,
+                "parents": self.parents}
+        prev, seq = self.ledger.head, self.ledger.next_seq
+        await self._append("snapshot", body)
+        if attack is not None and attack["mode"] == "equivocate":
+            await self._equivocate(seq, prev, body)
         self.parents = []
         self.published += 1
         self.metrics.snapshots.inc()
@@ -377,6 +401,30 @@ class Peer:
             old = self.own_snapshots.pop(0)
             if old != cid:
                 await self.store.unpin(old)
+
+    async def _equivocate(self, seq: int, prev, body: dict) -> None:
+        """An injected attack: sign a second, different entry with the seq just used, and announce it.
+
+        Honest peers that receive both hold a fork proof and stop merging this peer.
+        """
+        from learnae.ledger.entry import sign_entry
+
+        twin = sign_entry(self.identity, swarm=self.swarm, seq=seq, prev=prev, kind="snapshot",
+                          body={**body, "samples": body["samples"] + 1})
+        await self.gossip.publish(twin)
+        log.warning("attack: equivocated at seq %d (%s)", seq, twin.cid)
+
+    async def _apply_faults(self) -> None:
+        """Re-read the faults file and close connections the plan forbids (partition, topology)."""
+        while True:
+            self.faults.reload()
+            for pid in list(self.host.get_connected_peers()):
+                if not self.faults.may_connect(pid.to_base58()):
+                    try:
+                        await self.host.disconnect(pid)
+                    except Exception as exc:  # noqa: BLE001 - a connection closing under us is fine
+                        log.debug("disconnect %s: %r", pid, exc)
+            await trio.sleep(0.25)
 
     async def _checkpoint(self) -> None:
         ckpt = Checkpoint(
@@ -397,6 +445,8 @@ class Peer:
         """Gossip validator hook: the ledger's verdict on an incoming entry."""
         from learnae.ledger import Status
 
+        if entry.author != self.identity.peer_id and (lost := self.faults.drop(entry.author)) is not None:
+            return lost  # an injected fault: the message never arrived (and is not forwarded)
         result = self.ledger.receive(entry)
         if result.status is Status.REJECTED:
             self.metrics.rejected.labels(reason=result.reason or "rejected").inc()
@@ -407,10 +457,31 @@ class Peer:
         return None
 
     async def _consume(self) -> None:
-        async for ann in self.gossip.announcements():
-            self.metrics.announce_latency.observe(max(0.0, ann.received_s - ann.entry.ts / 1000))
-            if self.view.note_entry(ann.entry) is not None:
-                self.merger.notify_fresh()
+        async with trio.open_nursery() as late:
+            async for ann in self.gossip.announcements():
+                entry = ann.entry
+                if not self.faults.mergeable(entry.author):
+                    continue
+                delay = self.faults.delay_s(entry.author)
+                if delay > 0:  # an injected latency: the announcement arrives that much later
+                    late.start_soon(self._note_later, entry, ann.received_s, delay)
+                else:
+                    self._note(entry, ann.received_s)
+
+    async def _note_later(self, entry, received_s: float, delay: float) -> None:
+        await trio.sleep(delay)
+        self._note(entry, received_s + delay)
+
+    def _note(self, entry, received_s: float) -> None:
+        latency = max(0.0, received_s - entry.ts / 1000)
+        self.metrics.announce_latency.observe(latency)
+        self.announce_latencies.append(latency)
+        if self.view.note_entry(entry) is not None:
+            self.merger.notify_fresh()
+
+    def announce_latency_s(self) -> float | None:
+        """Median latency of the recent announcements (author's clock to our merge step)."""
+        return statistics.median(self.announce_latencies) if self.announce_latencies else None
 
     async def _fill_gaps(self) -> None:
         """Fetch the missing history of authors whose recent entries arrived first."""

@@ -88,6 +88,17 @@ class PeerProcess:
         self.addr = addr
         return addr
 
+    def poll_ready(self) -> str | None:
+        """The dial line if it has been printed (never blocks, never kills); None until then."""
+        if self.addr:
+            return self.addr
+        ready, _, _ = select.select([self.proc.stdout], [], [], 0)
+        if ready:
+            line = self.proc.stdout.readline().decode().strip()
+            if line.startswith("/ip4/"):
+                self.addr = line
+        return self.addr or None
+
     @classmethod
     def start(cls, data_dir: Path, args: list[str], *, env: dict | None = None,
               timeout_s: float = START_TIMEOUT_S) -> PeerProcess:
