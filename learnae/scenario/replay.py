@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -60,6 +61,8 @@ END_WINDOW_S = 10.0  # a chain ending this close to the ledger's end ended with 
 DURATION_MARGIN_S = 10.0
 _ORDER = {"kill": 0, "leave": 1, "restart": 2, "join": 3}  # a kill and restart at one time: kill first
 _DAG_CBOR = 0x71
+# without --like: what the ledger cannot say takes the scenario defaults
+_DEFAULTS = {"dataset": "digits", "partition": "iid", "model": "digits-mlp", "expect": [{"ledger_valid": True}]}
 
 
 def read_entries(car: Path) -> tuple[list[Entry], int]:
@@ -210,27 +213,19 @@ def scenario_from_ledger(entries: Iterable[Entry], *, like: Scenario | None = No
         else:
             events.append({"at": at, action: [name]})
     duration = math.ceil((end - t0) / 1000) + DURATION_MARGIN_S
-    ids = "; ".join(f"{names[a]}={a}" for a in authors)
-    data: dict = {
-        "name": f"replay-{like.name}"[:31] if like is not None else "replay",
-        "description": f"Replayed from {source} by `learnae scenario from-ledger` (peers in order of first join): {ids}",
-    }
-    dropped: list[str] = []
-    if like is not None:
-        settings, dropped = _settings(like, set(names.values()))
-        data["seed"] = settings.pop("seed")
-    data["duration"] = int(duration) if duration == int(duration) else duration
-    if like is not None:
-        data.update({k: settings[k] for k in ("dataset", "partition", "model")})
-    else:
-        data.update({"dataset": "digits", "partition": "iid", "model": "digits-mlp"})
-    data["peers"] = [names[a] if a not in late else {"name": names[a], "start": False} for a in authors]
-    if like is not None:
-        data.update({k: settings[k] for k in ("train", "merge", "network", "sample_every")})
-    data["events"] = events
-    data["expect"] = settings["expect"] if like is not None else [{"ledger_valid": True}]
+    settings, dropped = _settings(like, set(names.values())) if like is not None else (copy.deepcopy(_DEFAULTS), [])
+    description = (f"Replayed from {source} by `learnae scenario from-ledger` (peers in order of first join): "
+                   + "; ".join(f"{names[a]}={a}" for a in authors))
     if dropped:
-        data["description"] += f". Not copied from {like.name} (they name peers this run lacks): {', '.join(dropped)}"
+        description += f". Not copied from {like.name} (they name peers this replay lacks): {', '.join(dropped)}"
+    data: dict = {"name": f"replay-{like.name}"[:31] if like is not None else "replay", "description": description}
+    data.update({k: settings[k] for k in ("seed",) if k in settings})
+    data["duration"] = int(duration) if duration == int(duration) else duration
+    data.update({k: settings[k] for k in ("dataset", "partition", "model")})
+    data["peers"] = [names[a] if a not in late else {"name": names[a], "start": False} for a in authors]
+    data.update({k: settings[k] for k in ("train", "merge", "network", "sample_every") if k in settings})
+    data["events"] = events
+    data["expect"] = settings["expect"]
     return data
 
 
