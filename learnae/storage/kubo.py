@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 
 import trio
 from multiformats import CID
 
-from learnae.errors import FetchError, KuboError
+from learnae.errors import FetchError, KuboError, LearnaeError
 from learnae.storage.cid import parse_cid, verify_block
 from learnae.storage.store import Store
-from learnae.storage.unixfs import read_file
+from learnae.storage.unixfs import _MAX_DEPTH, read_file, walk_links
 
 __all__ = ["KuboStore"]
 
 log = logging.getLogger(__name__)
+
+# ipfshttpclient 0.7 passes urllib3 an argument it deprecates: a warning per call, on stderr
+warnings.filterwarnings("ignore", "The 'strict' parameter", FutureWarning)
+
+_CONCURRENT_GETS = 8  # block/get calls in flight during one get
 
 
 class KuboStore(Store):
@@ -70,7 +76,14 @@ class KuboStore(Store):
                     "start the daemon (`ipfs daemon`) or set kubo_api"
                 ) from exc
 
-        return await trio.to_thread.run_sync(run)
+        # abandon_on_cancel: a caller's deadline (trio.fail_after) ends the wait at once; the
+        # worker thread finishes on its own within timeout_s and its answer is dropped.
+        return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+    async def version(self) -> str:
+        """The daemon's version (``/api/v0/version``): a cheap "is it there" probe."""
+        res = await self._call("version", lambda c: c.version())
+        return str(res.get("Version", "?"))
 
     async def put(self, data: bytes, *, pin: bool = True) -> CID:
         opts = {"cid-version": 1, "raw-leaves": "true", "chunker": "size-262144", "pin": str(pin).lower()}
@@ -85,13 +98,31 @@ class KuboStore(Store):
 
     async def get(self, cid: CID, *, providers=()) -> bytes:
         cid = parse_cid(cid)  # providers: Kubo finds its own (its DHT and connected peers)
-        # Walk the DAG ourselves so every block is verified here; blocks come one RPC each.
-        token = trio.lowlevel.current_trio_token()
+        # Walk the DAG ourselves so every block is verified here: one block/get per block, a
+        # level at a time, a few at once. Every wait is in trio, so a caller's deadline applies.
+        blocks: dict[CID, bytes] = {}
+        failed: list[LearnaeError] = []
+        limiter = trio.CapacityLimiter(_CONCURRENT_GETS)
 
-        def fetch_block(c: CID) -> bytes:
-            return trio.from_thread.run(self.get_block, c, trio_token=token)
+        async def load(c: CID, scope: trio.CancelScope) -> None:
+            try:
+                async with limiter:
+                    blocks[c] = await self.get_block(c)
+            except LearnaeError as exc:  # the first failure ends the walk, raised as itself
+                failed.append(exc)
+                scope.cancel()
 
-        return await trio.to_thread.run_sync(lambda: b"".join(read_file(cid, fetch_block)))
+        level = [cid]
+        for _ in range(_MAX_DEPTH + 1):  # read_file below refuses anything deeper
+            async with trio.open_nursery() as nursery:
+                for c in dict.fromkeys(level):
+                    nursery.start_soon(load, c, nursery.cancel_scope)
+            if failed:
+                raise failed[0]
+            level = [child for c in level for child in walk_links(c, blocks[c]) if child not in blocks]
+            if not level:
+                break
+        return await trio.to_thread.run_sync(lambda: b"".join(read_file(cid, blocks.__getitem__)))
 
     async def has(self, cid: CID) -> bool:
         cid = parse_cid(cid)

@@ -230,8 +230,8 @@ async def open_kubo_peer(workdir: str | Path | None = None) -> AsyncIterator[Kub
 class FakeKuboRPC:
     """An in-process stand-in for Kubo's RPC API (``/api/v0``), for unit tests of ``KuboStore``.
 
-    It answers the calls :class:`learnae.storage.kubo.KuboStore` makes (add,
-    block/get|put|stat, pin/add|rm|ls, repo/gc) from a real
+    It answers the calls :class:`learnae.storage.kubo.KuboStore` makes (version,
+    add, block/get|put|stat, pin/add|rm|ls, repo/gc) from a real
     :class:`~learnae.storage.blockstore.BlockStore`, with Kubo's error shape
     (HTTP 500, ``{"Message": ..., "Type": "error"}``). Loopback only. It is no
     substitute for a daemon (``LEARNAE_TEST_KUBO_API``): it cannot tell whether
@@ -308,6 +308,8 @@ class FakeKuboRPC:
 
         try:
             path = url.path.removeprefix("/api/v0/")
+            if path == "version":
+                return ok({"Version": "0.22.0-fake", "Commit": "", "Repo": "14", "System": "fake", "Golang": ""})
             if path == "add":
                 data = self._first_file(req, body)
                 cid = import_bytes(data, self.blocks.put_verified, cid_version=int(q.get("cid-version", 0)))
