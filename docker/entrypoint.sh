@@ -21,6 +21,8 @@
 #   SWARM_SLOT=auto       a replica claims the first free slot I in 1..R, an flock on
 #                         $LEARNAE_HOME/peer-I/slot.lock held as long as the peer runs, and
 #                         trains on shard I/(R+1) with data dir $LEARNAE_HOME/peer-I.
+#   LEARNAE_STORAGE=kubo  wait (SWARM_WAIT_S) until the Kubo RPC API at LEARNAE_KUBO_API accepts
+#                         connections: the peer checks it once at start and exits if it is not up.
 #
 # The peer's port comes from LEARNAE_LISTEN [default /ip4/0.0.0.0/tcp/4010].
 set -eu
@@ -73,6 +75,28 @@ claim_slot() {
         i=$((i + 1))
     done
     return 1
+}
+
+wait_for_kubo() {
+    api=${LEARNAE_KUBO_API:-/ip4/127.0.0.1/tcp/5001}
+    host=$(echo "$api" | cut -d/ -f3)
+    port=${api##*/tcp/}
+    port=${port%%/*}
+    python3 -c '
+import socket, sys, time
+host, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while True:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(1)
+' "$host" "$port" "${SWARM_WAIT_S:-180}" \
+        || die "no Kubo RPC API answers at $api after ${SWARM_WAIT_S:-180} s; start it" \
+            "(docker compose --profile kubo up -d) or set LEARNAE_STORAGE=embedded"
+    say "Kubo RPC API at $api"
 }
 
 publish_bootstrap_addr() {
@@ -135,6 +159,9 @@ if [ -n "${SWARM_BOOTSTRAP_HOST:-}" ]; then
     publish_bootstrap_addr
 elif [ -z "${LEARNAE_BOOTSTRAP:-}" ]; then
     read_bootstrap_addr
+fi
+if [ "${LEARNAE_STORAGE:-}" = kubo ]; then
+    wait_for_kubo
 fi
 printf '%s\n' "${LEARNAE_HOME:-$DATA_ROOT}" >"$STATE_FILE"
 exec "$@"

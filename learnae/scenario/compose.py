@@ -230,9 +230,8 @@ def _header(plan: Plan, kubo: bool) -> str:
     if "/" in s.dataset or "/" in s.model or s.model.endswith(".keras") or s.dataset.endswith(".npz"):
         lines.append("- files named by dataset or model must be mounted into every container at the same path")
     if kubo:
-        lines += ["", "--kubo: the peers use the `kubo` service as their block store (--storage kubo). Today",
-                  "`learnae peer start` refuses storage = kubo and those peers exit at start; generate the",
-                  "file without --kubo until the runtime supports it."]
+        lines += ["", "--kubo: the peers keep snapshots and shards in the `kubo` service (--storage kubo) and",
+                  "start once it is healthy; ledger entries stay with each peer (docs/storage.md)."]
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
 

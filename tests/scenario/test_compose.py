@@ -212,7 +212,9 @@ def test_compose_yaml_runs_a_bootstrap_peer_replicas_and_an_opt_in_kubo():
 
     assert "profiles" not in boot and "profiles" not in peer
     assert kubo["profiles"] == ["kubo"], "Kubo is opt-in"
+    # not on kubo: compose refuses a dependency on a service whose profile is off (the entrypoint waits)
     assert peer["depends_on"] == {"bootstrap": {"condition": "service_healthy"}}
+    assert "depends_on" not in boot
     assert boot["build"] == "." and boot["image"] == peer["image"] == "learnae"
     assert peer["pull_policy"] == "never"
 
@@ -331,6 +333,23 @@ def test_entrypoint_resolves_the_bootstrap_host_and_refuses_a_replica_without_a_
     # anything but `learnae peer start` runs as is
     plain = _entrypoint(["learnae", "key", "show", "--data-dir", str(tmp_path / "boot")], env)
     assert plain.returncode == 0 and peer_id in plain.stdout
+
+
+def test_entrypoint_waits_for_the_kubo_api_when_it_is_the_store(tmp_path):
+    peer_id = Identity.generate().peer_id
+    env = {**_stub_learnae(tmp_path), "LEARNAE_HOME": str(tmp_path / "data"), "LEARNAE_STORAGE": "kubo",
+           "LEARNAE_BOOTSTRAP": f"/ip4/127.0.0.1/tcp/4010/p2p/{peer_id}", "SWARM_WAIT_S": "1"}
+    with socket.socket() as api:
+        api.bind(("127.0.0.1", 0))
+        api.listen()
+        env["LEARNAE_KUBO_API"] = f"/dns4/localhost/tcp/{api.getsockname()[1]}"
+        up = _entrypoint(["learnae", "peer", "start"], env)
+    assert up.returncode == 0, up.stderr
+    cfg = json.loads(up.stdout)
+    assert (cfg["storage"], cfg["kubo_api"]) == ("kubo", env["LEARNAE_KUBO_API"])
+    down = _entrypoint(["learnae", "peer", "start"], env)  # the port is closed now
+    assert down.returncode == 2 and down.stdout == ""
+    assert "no Kubo RPC API answers" in down.stderr and "--profile kubo" in down.stderr
 
 
 def test_entrypoint_health_needs_a_running_listening_peer_with_fresh_metrics(tmp_path):
@@ -494,7 +513,7 @@ def test_generated_kubo_file_adds_the_node_and_points_every_peer_at_it(monkeypat
     _named_volumes_only(doc)
     assert list(doc["services"]) == ["peer-0", "peer-1", "kubo"]
     assert "kubo-data" in doc["volumes"] and "profiles" not in doc["services"]["kubo"]
-    assert "refuses storage = kubo" in text, "the header says what works today"
+    assert "--kubo: the peers keep snapshots and shards in the `kubo` service" in text
     for name in ("peer-0", "peer-1"):
         svc = doc["services"][name]
         assert svc["depends_on"]["kubo"] == {"condition": "service_healthy"}
