@@ -6,25 +6,30 @@ to ``k`` neighbours are fetched, validated and averaged into your model, which
 then trains on. Your training loop, data pipeline and model stay yours.
 
 The callback talks to "the peer" through :class:`SwarmPeer`, a three-method
-protocol. A networked implementation (a peer whose methods block the training
-thread while a trio event loop does the networking) is not built yet;
-:class:`learnae.testing.fake_peer.FakePeer` is an in-process one, used by the tests.
+protocol. :func:`connect` starts the networked one,
+:class:`learnae.peer.swarm_peer.NetworkPeer`: a real peer (data dir, signed
+ledger, libp2p host, Bitswap, GossipSub) whose event loop runs in a background
+thread while its methods block the training thread.
+:class:`learnae.testing.fake_peer.FakePeer` is an in-process stand-in for unit tests.
 
-Example::
+Example (a CLI peer printed ``/ip4/127.0.0.1/tcp/4010/p2p/12D3KooW...``; the
+model must be the swarm's, e.g. the ``digits-mlp`` preset, so the fingerprints match)::
 
-    import keras
-    from learnae.keras import GossipAveraging
+    from learnae.keras import GossipAveraging, connect
+    from learnae.training import load_model
 
-    model = build_my_model()                     # any Keras classifier
+    model = load_model("digits-mlp")
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    peer = ...                                   # a running learnae peer (a SwarmPeer)
-    model.fit(x, y, batch_size=32, epochs=20,
-              callbacks=[GossipAveraging(peer, batch_size=32)])
+    with connect(data_dir="~/keras-peer", listen="/ip4/127.0.0.1/tcp/0",
+                 bootstrap=["/ip4/127.0.0.1/tcp/4010/p2p/12D3KooW..."]) as peer:
+        model.fit(x, y, batch_size=32, epochs=20,
+                  callbacks=[GossipAveraging(peer, batch_size=32)])
 
-Backends: weights are read and written through ``self.model`` with
-``keras.ops.convert_to_numpy``, so TensorFlow, JAX and PyTorch backends all work
-(under JAX, reading ``self.model`` in a callback syncs the trainer's state, and
-Keras re-reads variables a callback has assigned).
+Backends: weights are read and written through ``self.model`` as numpy
+(:mod:`learnae.training.weights`, ``keras.ops.convert_to_numpy`` for other tensor
+types), so TensorFlow, JAX and PyTorch backends all work (under JAX, reading
+``self.model`` in a callback syncs the trainer's state, and Keras re-reads
+variables a callback has assigned).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import numpy as np
 from learnae.training.optim import optimizer_slots
 from learnae.training.weights import TensorSpec, read_weights, tensor_specs, write_weights
 
-__all__ = ["SwarmPeer", "GossipAveraging"]
+__all__ = ["SwarmPeer", "GossipAveraging", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,12 @@ class SwarmPeer(Protocol):
     publish_every: int
     merge_every: int
 
-    def join(self, specs: Sequence[TensorSpec]) -> None:
+    def join(self, specs: Sequence[TensorSpec]) -> list[np.ndarray] | None:
         """Check the model's tensor specs against the swarm before training starts.
+
+        Returns:
+            Weights for the model to start from (e.g. the swarm's average when
+            joining a swarm that trains already), or ``None`` to keep its own.
 
         Raises:
             learnae.errors.UserError: the model's fingerprint differs from the swarm's.
@@ -130,8 +139,13 @@ class GossipAveraging(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None) -> None:
         if not self._joined:
-            self.peer.join(tensor_specs(self.model))
+            start = self.peer.join(tensor_specs(self.model))
             self._joined = True
+            if start is not None:
+                try:
+                    write_weights(self.model, start)
+                except ValueError as exc:
+                    log.warning("starting weights rejected, keeping the model's own: %s", exc)
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         self.step += 1
@@ -167,3 +181,35 @@ class GossipAveraging(keras.callbacks.Callback):
         if self.momentum_policy == "reset" and getattr(model, "optimizer", None) is not None:
             for v in optimizer_slots(model.optimizer):
                 v.assign(keras.ops.zeros_like(v))
+
+
+def connect(*, data_dir=None, bootstrap: Sequence[str] = (), swarm: str | None = None,
+            listen: str | None = None, samples: int | None = None, **settings):
+    """Start a networked peer for :class:`GossipAveraging`; close it (or use ``with``) when done.
+
+    Settings follow ``learnae peer start``'s precedence: the arguments here, then
+    ``LEARNAE_*`` variables, then ``<data_dir>/config.toml``, then the defaults.
+
+    Args:
+        data_dir: this peer's data dir (key, ledger, blocks); not a running CLI peer's.
+        bootstrap: full multiaddrs of swarm members (the first line ``learnae peer start`` prints).
+        swarm: swarm name, as the swarm's ``--swarm`` (default ``"default"``).
+        listen: e.g. ``"/ip4/127.0.0.1/tcp/0"``; the address to dial is ``peer.addr``.
+        samples: the size of your training set (for the ``weighted`` averaging rule).
+        **settings: any other peer setting, e.g. ``merge_every=5``, ``merge_k=3``.
+
+    Returns:
+        a started :class:`learnae.peer.swarm_peer.NetworkPeer`.
+
+    Raises:
+        UserError: a bad setting, or the data dir is in use.
+        ServiceError: the listen address cannot be bound.
+
+    Example:
+        >>> with connect(data_dir="/tmp/k", listen="/ip4/127.0.0.1/tcp/0") as peer:  # doctest: +SKIP
+        ...     model.fit(x, y, callbacks=[GossipAveraging(peer)])
+    """
+    from learnae.peer.swarm_peer import NetworkPeer
+
+    return NetworkPeer.open(data_dir=data_dir, bootstrap=bootstrap, swarm=swarm, listen=listen,
+                            samples=samples, **settings)
