@@ -83,13 +83,34 @@ class Merger:
         return [a for a in self.view.authors()
                 if a not in forked and (r := self.view.latest(a)).step < horizon and r.ts_ms >= live_after_ms]
 
+    def _live(self) -> list:
+        live_after_ms = (time.time() - LIVE_S) * 1000
+        forked = self.forked()
+        return [r for a in self.view.authors() if a not in forked and (r := self.view.latest(a)).ts_ms >= live_after_ms]
+
+    def should_wait(self, step: int, refs: list[SnapshotRef]) -> bool:
+        """Wait at this merge? Only a peer that is not behind waits, and only for live neighbours.
+
+        A live neighbour lagging behind is waited for (stale-synchronous: the fast wait
+        for the slow). With no fresh snapshot at hand the peer waits for one only when a
+        live neighbour is about to publish and none is far ahead: a peer that is itself
+        far behind (it just restarted, or is slower) trains on at full speed instead.
+        """
+        if self.lagging(step):
+            return True
+        if refs:
+            return False
+        live = self._live()
+        ahead = step + 2 * self.cfg.merge_every
+        return bool(live) and not any(r.step > ahead for r in live)
+
     async def choose(self, step: int) -> list[SnapshotRef]:
         """Up to ``merge_k`` fresh snapshots, after a bounded wait for laggards and freshness."""
         choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.forked())  # noqa: E731
         refs = choose()
-        if self.cfg.merge_wait_s > 0 and self.view.authors() and (not refs or self.lagging(step)):
+        if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):
-                while not refs or self.lagging(step):
+                while self.should_wait(step, refs):
                     await self.wait_fresh()
                     refs = choose()
         return refs

@@ -168,6 +168,7 @@ class Peer:
         self.last_merge = None  # (time, parents merged)
         self.faults = Faults(cfg.faults, seed=cfg.seed)
         self.announce_latencies: deque[float] = deque(maxlen=200)
+        self._fork_warned: set[str] = set()
         self.merger = Merger(cfg, self.view, ledger, store, bitswap, self.metrics,
                              fingerprint=work.fingerprint, local_samples=len(work.source), faults=self.faults)
         self._work_scope: trio.CancelScope | None = None
@@ -299,7 +300,8 @@ class Peer:
                            if a not in forked and self.view.latest(a).step < target]
                 if not pending:
                     break
-                await self.merger.wait_fresh()
+                with trio.move_on_after(1.0):  # also re-check when nothing new arrives: a fork or a leave
+                    await self.merger.wait_fresh()  # found meanwhile can end the wait as well
         forked = self.merger.forked()
         refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in forked]
         if refs:
@@ -451,7 +453,8 @@ class Peer:
         if result.status is Status.REJECTED:
             self.metrics.rejected.labels(reason=result.reason or "rejected").inc()
             return result.reason or "rejected"
-        if result.status is Status.FORK:
+        if result.status is Status.FORK and entry.author not in self._fork_warned:
+            self._fork_warned.add(entry.author)
             log.warning("fork: %s signed two entries with seq %d; its work is no longer merged",
                         entry.author, entry.seq)
         return None
