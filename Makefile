@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's C++ start-up banner in every process we start.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo bench install clean
+.PHONY: test demo bench scenarios install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The quickstart scenario: 4 real peers on loopback; prints where its report and plot are.
 demo: $(STAMP)
-	$(BIN)/python -m learnae.demo
+	$(BIN)/python -m learnae.cli.main scenario run scenarios/quickstart.yaml
+
+# Every shipped scenario, one after the other (about 25 minutes); see docs/BENCHMARKS.md.
+scenarios: $(STAMP)
+	$(BIN)/python -m bench.scenarios
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -74,14 +74,20 @@ class Merger:
     def lagging(self, step: int) -> list[str]:
         """Live neighbours more than two merge intervals behind ``step``.
 
-        A neighbour counts as live while it announced within ``LIVE_S``: a crashed
-        peer stops announcing, so it never stalls the others for long.
+        A neighbour counts as live while it announced anything within ``LIVE_S``: a
+        crashed peer stops announcing, so it never stalls the others for long. A
+        member that joined but published no snapshot yet counts as being at step 0,
+        so the first peer to start does not race ahead of the others alone.
         """
         horizon = step - 2 * self.cfg.merge_every
         live_after_ms = (time.time() - LIVE_S) * 1000
         forked = self.forked()
-        return [a for a in self.view.authors()
-                if a not in forked and (r := self.view.latest(a)).step < horizon and r.ts_ms >= live_after_ms]
+        out = []
+        for a in self.view.members():  # a member that joined but has no snapshot yet is at step 0
+            ref = self.view.latest(a)
+            if a not in forked and self.view.last_seen_ms(a) >= live_after_ms and (ref.step if ref else 0) < horizon:
+                out.append(a)
+        return out
 
     def _live(self) -> list:
         live_after_ms = (time.time() - LIVE_S) * 1000

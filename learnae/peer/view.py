@@ -41,6 +41,7 @@ class SwarmView:
         self._merged: dict[str, CID] = {}  # author -> entry CID merged last
         self._gone: set[str] = set()
         self._members: set[str] = set()  # authors seen announcing anything
+        self._seen_ms: dict[str, int] = {}  # author -> timestamp of its newest entry seen
         self._shard_samples: dict[str, int] = {}  # author -> samples in its data shard
         self._rng = random.Random(seed)
 
@@ -49,6 +50,7 @@ class SwarmView:
         if entry.author == self.own_id:
             return None
         self._members.add(entry.author)
+        self._seen_ms[entry.author] = max(self._seen_ms.get(entry.author, 0), int(entry.ts))
         if entry.kind == "leave":
             self._gone.add(entry.author)
             return None
@@ -71,6 +73,10 @@ class SwarmView:
     def shard_samples(self, author: str) -> int | None:
         """Samples in ``author``'s data shard (from its ``shard`` entry), if known."""
         return self._shard_samples.get(author)
+
+    def last_seen_ms(self, author: str) -> int:
+        """Timestamp (unix ms) of the newest entry of ``author`` seen, 0 if none."""
+        return self._seen_ms.get(author, 0)
 
     def members(self) -> set[str]:
         """Peers known to be in the swarm: every author seen, minus those that left."""
