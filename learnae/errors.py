@@ -26,6 +26,7 @@ that wants "anything a remote peer got wrong" catches :class:`RemoteError`.
 from __future__ import annotations
 
 __all__ = [
+    "only_exception",
     "LearnaeError",
     "UserError",
     "ConfigError",
@@ -119,3 +120,16 @@ class FetchError(ServiceError):
 
 class StoreError(LearnaeError):
     """Local persistent state is damaged (e.g. a block file on disk fails its CID check)."""
+
+
+def only_exception(exc: BaseException) -> BaseException | None:
+    """The one exception inside (nested) exception groups, ``exc`` itself if it is no group,
+    or None when the groups hold several (trio nurseries wrap what their tasks raised)."""
+    leaves, stack = [], [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    return leaves[0] if len(leaves) == 1 else None

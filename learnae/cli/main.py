@@ -15,7 +15,7 @@ import click
 from learnae import __version__
 from learnae.cli import config as config_cmd
 from learnae.cli import data, ipfs, key, ledger, peer, scenario
-from learnae.errors import LearnaeError, UserError
+from learnae.errors import LearnaeError, UserError, only_exception
 from learnae.log import configure_logging
 
 __all__ = ["cli", "main"]
@@ -44,26 +44,13 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _single(group: BaseExceptionGroup) -> BaseException | None:
-    """The one exception inside (nested) exception groups, or None if there are several."""
-    leaves = []
-    stack = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves[0] if len(leaves) == 1 else None
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to one-line messages and exit codes."""
     try:
         try:
             rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)
         except BaseExceptionGroup as group:  # trio nurseries wrap what a task raised
-            inner = _single(group)
+            inner = only_exception(group)
             if inner is None:
                 raise
             raise inner from None

@@ -213,28 +213,15 @@ class Peer:
                 return
 
     async def _check_bootstrap_swarm(self) -> None:
-        """Fail clearly when a bootstrap peer trains another model (or swarm name).
+        """Fail clearly when a bootstrap peer trains another model (or swarm name)."""
+        from learnae.peer.swarmcheck import check_bootstrap_swarm
 
-        Peers of different models never share a topic, so without this check a
-        peer given the wrong --model would just sit isolated next to its swarm.
-        """
-        from learnae.gossip import parse_peer_addr
-        from learnae.gossip.topics import swarm_of_topic
-
-        wanted = {parse_peer_addr(a).peer_id for a in self.cfg.bootstrap}
-        for _ in range(60):
-            await trio.sleep(0.5)
-            topics = self.gossip.pubsub.peer_topics
-            for pid in wanted:
-                theirs = {t for t, members in topics.items() if pid in members and swarm_of_topic(t)}
-                if theirs and self.gossip.topic not in theirs:
-                    raise UserError(
-                        f"bootstrap peer {pid} trains in swarm {swarm_of_topic(sorted(theirs)[0])}, this peer in "
-                        f"{self.swarm}: its model fingerprint or swarm name differs; use the swarm's --model "
-                        f"and --swarm (this model's fingerprint is {self.work.fingerprint[:16]}...)"
-                    )
-                if theirs:
-                    return
+        await check_bootstrap_swarm(
+            self.gossip.pubsub, self.gossip.topic, self.cfg.bootstrap, timeout_s=30.0, poll_s=0.5,
+            mismatch=lambda pid, theirs: (
+                f"bootstrap peer {pid} trains in swarm {theirs}, this peer in {self.swarm}: its model fingerprint "
+                f"or swarm name differs; use the swarm's --model and --swarm (this model's fingerprint is "
+                f"{self.work.fingerprint[:16]}...)"))
 
     async def _announce_start(self) -> None:
         from learnae.data.shards import encode_shard

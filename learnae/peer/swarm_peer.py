@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import trio
 
-from learnae.errors import LearnaeError, ServiceError, UserError
+from learnae.errors import LearnaeError, ServiceError, UserError, only_exception
 from learnae.identity import Identity
 from learnae.peer.blocks import LedgerBackedBlocks
 from learnae.peer.config import PeerConfig, load_config
@@ -118,7 +118,7 @@ class NetworkPeer:
             raise ServiceError(f"the peer in {cfg.data_dir} did not start within {START_TIMEOUT_S:.0f} s")
         if self._failure is not None:
             self._thread.join(CLOSE_TIMEOUT_S)
-            raise _single(self._failure) from None
+            raise (only_exception(self._failure) or self._failure) from None
 
     @classmethod
     def open(cls, *, data_dir=None, bootstrap: Sequence[str] = (), swarm: str | None = None,
@@ -263,7 +263,7 @@ class NetworkPeer:
             raise ServiceError(f"the peer's network loop has stopped: {self._failure!r}") from (
                 self._failure or exc)
         except BaseExceptionGroup as group:  # trio nurseries wrap what a task raised
-            raise _single(group) from None
+            raise (only_exception(group) or group) from None
 
     # -- the event loop (the peer's own thread) ---------------------------------------------------
 
@@ -355,30 +355,17 @@ class NetworkPeer:
                 nursery.cancel_scope.cancel()
 
     async def _check_bootstrap_swarm(self, fp: str) -> None:
-        """Fail at join when a bootstrap peer trains another model (or swarm name).
+        """Fail at join when a bootstrap peer trains another model (or swarm name)."""
+        from learnae.peer.swarmcheck import check_bootstrap_swarm
 
-        Peers of different models never share a topic, so without this check a
-        script with the wrong model would train alone next to its swarm.
-        """
-        from learnae.gossip import parse_peer_addr
-        from learnae.gossip.topics import swarm_of_topic
-
-        wanted = {parse_peer_addr(a).peer_id for a in self.cfg.bootstrap}
-        with trio.move_on_after(BOOTSTRAP_CHECK_S):
-            while True:
-                topics = self._gossip.pubsub.peer_topics
-                for pid in wanted:
-                    theirs = {t for t, members in topics.items() if pid in members and swarm_of_topic(t)}
-                    if theirs and self._gossip.topic not in theirs:
-                        raise UserError(
-                            f"bootstrap peer {pid} trains in swarm {swarm_of_topic(sorted(theirs)[0])}, this "
-                            f"model in {self._swarm}: its model fingerprint or swarm name differs; build the "
-                            f"swarm's model (same layers, names and shapes, e.g. its --model preset) and use "
-                            f"its swarm name (this model's fingerprint is {fp[:16]}...)")
-                    if theirs:
-                        return
-                await trio.sleep(0.1)
-        log.info("no bootstrap peer told its swarm within %.0f s; joining anyway", BOOTSTRAP_CHECK_S)
+        found = await check_bootstrap_swarm(
+            self._gossip.pubsub, self._gossip.topic, self.cfg.bootstrap, timeout_s=BOOTSTRAP_CHECK_S, poll_s=0.1,
+            mismatch=lambda pid, theirs: (
+                f"bootstrap peer {pid} trains in swarm {theirs}, this model in {self._swarm}: its model fingerprint "
+                f"or swarm name differs; build the swarm's model (same layers, names and shapes, e.g. its --model "
+                f"preset) and use its swarm name (this model's fingerprint is {fp[:16]}...)"))
+        if not found:
+            log.info("no bootstrap peer told its swarm within %.0f s; joining anyway", BOOTSTRAP_CHECK_S)
 
     async def _catch_up(self) -> list[np.ndarray] | None:
         """The average of the neighbours' latest snapshots (waits up to ``catch_up_s`` for one)."""
@@ -501,15 +488,3 @@ class NetworkPeer:
                 await self._ledger.fill_gaps(timeout_s=self.cfg.fetch_timeout_s)
             except LearnaeError as exc:
                 log.info("ledger gap filling: %s", exc)
-
-
-def _single(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) exception groups, else ``exc`` itself."""
-    leaves, stack = [], [exc]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        else:
-            leaves.append(e)
-    return leaves[0] if len(leaves) == 1 else exc

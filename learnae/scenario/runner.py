@@ -235,31 +235,18 @@ class Runner:
         record = {"t": round(self.now(), 3), **item, "ok": True, "detail": ""}
         problems = []
         names = item.get("peers") or []
-        if action == "kill":
+        if action in _SIGNALS:  # kill, pause, resume, leave: signals to running processes
+            signals, state = _SIGNALS[action]
             for n in names:
                 p = self.peers[n]
-                if p.alive:
-                    p.proc.kill()
-                    p.state = "killed"
-                else:
+                if not p.alive:
                     problems.append(f"{n} was not running")
-        elif action in ("pause", "resume"):
-            for n in names:
-                p = self.peers[n]
-                if p.alive:
-                    p.proc.signal(signal.SIGSTOP if action == "pause" else signal.SIGCONT)
-                    p.state = "paused" if action == "pause" else "running"
-                else:
-                    problems.append(f"{n} was not running")
-        elif action == "leave":
-            for n in names:
-                p = self.peers[n]
-                if p.alive:
-                    p.proc.signal(signal.SIGCONT)
-                    p.proc.signal(signal.SIGINT)
-                    p.state = "left"
-                else:
-                    problems.append(f"{n} was not running")
+                    continue
+                for signum in signals:
+                    p.proc.signal(signum)
+                if signum == signal.SIGKILL:
+                    p.proc.proc.wait()
+                p.state = state
         elif action in ("restart", "join"):
             for n in names:
                 p = self.peers[n]
@@ -584,6 +571,14 @@ def partition_summary(p: Plan) -> dict:
                              "classes": {str(c): int(n) for c, n in enumerate(shard.class_histogram()) if n}}
     return {"scheme": s.partition, "seed": s.seed, "digest": digest.hexdigest(), "shards": shards}
 
+
+# action -> (signals sent in order, the peer's state after); a leaving peer is woken first if paused
+_SIGNALS = {
+    "kill": ((signal.SIGKILL,), "killed"),
+    "pause": ((signal.SIGSTOP,), "paused"),
+    "resume": ((signal.SIGCONT,), "running"),
+    "leave": ((signal.SIGCONT, signal.SIGINT), "left"),
+}
 
 _COMPARE = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
             "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
