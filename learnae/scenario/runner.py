@@ -315,6 +315,7 @@ class Runner:
         console = Console(stderr=True, soft_wrap=True)
         s = self.s
         pending = list(self.plan.timeline)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # a `kill` of the runner cleans up too
         try:
             console.print(f"[bold]{s.name}[/]: starting {sum(p.plan.start for p in self.peers.values())} peers "
                           f"(data dirs under {self.out / 'peers'})")
@@ -368,6 +369,8 @@ class Runner:
         except BaseException:
             self.kill_all()
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return self.report()
 
     def stop_all(self) -> None:
@@ -484,6 +487,10 @@ def run_scenario(scenario: Scenario, out: Path | None, *, source: str | None = N
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
 
 def _attack(a) -> dict | None:
     return None if a is None else {"mode": a.mode, "scale": a.scale}

@@ -10,8 +10,10 @@ honest peer detected).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,30 @@ def test_the_timeline_replays(run, tmp_path):
     actions = [(e["action"], e.get("peers")) for e in json.loads(check.stdout)["timeline"]]
     assert ("kill", ["peer-1"]) in actions or any(a == "kill" for a, _ in actions), actions
     assert any(a == "restart" for a, _ in actions), actions
+
+
+def _peer_processes(marker: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_the_runner_stops_every_peer_it_started(tmp_path, signum):
+    (tmp_path / "s.yaml").write_text("name: stop\nduration: 5m\npeers: 2\n")
+    out = tmp_path / "out"
+    runner = subprocess.Popen([sys.executable, "-m", "learnae.cli.main", "scenario", "run", str(tmp_path / "s.yaml"),
+                               "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_peer_processes(str(out / "peers"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_peer_processes(str(out / "peers"))) == 2, "the peers never started"
+        time.sleep(1)
+        runner.send_signal(signum)
+        runner.wait(60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130, runner.stderr.read().decode()[-2000:]
+    assert b"Traceback" not in runner.stderr.read()
+    assert _peer_processes(str(out / "peers")) == []
