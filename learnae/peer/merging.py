@@ -6,7 +6,8 @@ merged model every ``merge_every`` steps, and anything else holding a model
 step, it
 
 1. picks up to ``merge_k`` neighbours with a snapshot not merged yet (random
-   among them, skipping forked authors), waiting up to ``merge_wait_s`` while a
+   among them, skipping forked authors; with a robust rule, any neighbour's latest
+   snapshot, so the rule always judges a full panel), waiting up to ``merge_wait_s`` while a
    live neighbour lags more than two merge intervals behind (bounded staleness,
    as in stale-synchronous parallel SGD: on skewed shards, merging old models
    makes the peers' models drift apart);
@@ -34,6 +35,9 @@ __all__ = ["Merger", "Merged", "LIVE_S"]
 log = logging.getLogger(__name__)
 
 LIVE_S = 10.0  # a neighbour that announced within this long is waited for at merges
+# Rules that filter out bad contributions need a full panel at every merge: they judge each model
+# against the others, and their tolerance grows with the count (multi-krum: f = (n - 3) // 2).
+ROBUST_RULES = frozenset({"median", "trimmed-mean", "krum", "multi-krum", "centered-clip"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,9 @@ class Merger:
 
     async def choose(self, step: int) -> list[SnapshotRef]:
         """Up to ``merge_k`` fresh snapshots, after a bounded wait for laggards and freshness."""
-        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.forked())  # noqa: E731
+        # a robust rule gets each chosen neighbour's latest snapshot, merged before or not
+        fresh_only = self.cfg.rule not in ROBUST_RULES
+        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.forked(), fresh_only=fresh_only)  # noqa: E731
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):

@@ -404,7 +404,23 @@ class Peer:
         log.warning("attack: equivocated at seq %d (%s)", seq, twin.cid)
 
     async def _apply_faults(self) -> None:
-        """Re-read the faults file and close connections the plan forbids (partition, topology)."""
+        """Re-read the faults file and close connections the plan forbids (partition, topology).
+
+        Dials to forbidden peers fail at once (every dial of the host, the DHT's and
+        Bitswap's included, goes through the network's ``dial_peer``), so a partition
+        is not a storm of connections opened by one side and closed by the other.
+        """
+        from libp2p.network.exceptions import SwarmException
+
+        network = self.host.get_network()
+        dial_peer = network.dial_peer
+
+        async def gated_dial(peer_id, *args, **kwargs):
+            if not self.faults.may_connect(peer_id.to_base58()):
+                raise SwarmException(f"dial to {peer_id} refused: an injected partition or topology forbids it")
+            return await dial_peer(peer_id, *args, **kwargs)
+
+        network.dial_peer = gated_dial
         while True:
             self.faults.reload()
             for pid in list(self.host.get_connected_peers()):
