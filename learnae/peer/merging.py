@@ -72,8 +72,13 @@ class Merger:
         self._fresh = trio.Event()
         await self._fresh.wait()
 
-    def forked(self) -> set[str]:
-        return {a for a in self.view.authors() if self.ledger.is_forked(a)}
+    def excluded(self) -> set[str]:
+        """Authors not to merge (nor wait for): forked ones, and those an injected partition
+        or topology puts out of reach."""
+        out = {a for a in self.view.authors() if self.ledger.is_forked(a)}
+        if self.faults is not None:
+            out |= {a for a in self.view.members() | set(self.view.authors()) if not self.faults.mergeable(a)}
+        return out
 
     def lagging(self, step: int) -> list[str]:
         """Live neighbours more than two merge intervals behind ``step``.
@@ -85,18 +90,18 @@ class Merger:
         """
         horizon = step - 2 * self.cfg.merge_every
         live_after_ms = (time.time() - LIVE_S) * 1000
-        forked = self.forked()
+        excluded = self.excluded()
         out = []
         for a in self.view.members():  # a member that joined but has no snapshot yet is at step 0
             ref = self.view.latest(a)
-            if a not in forked and self.view.last_seen_ms(a) >= live_after_ms and (ref.step if ref else 0) < horizon:
+            if a not in excluded and self.view.last_seen_ms(a) >= live_after_ms and (ref.step if ref else 0) < horizon:
                 out.append(a)
         return out
 
     def _live(self) -> list:
         live_after_ms = (time.time() - LIVE_S) * 1000
-        forked = self.forked()
-        return [r for a in self.view.authors() if a not in forked and (r := self.view.latest(a)).ts_ms >= live_after_ms]
+        excluded = self.excluded()
+        return [r for a in self.view.authors() if a not in excluded and (r := self.view.latest(a)).ts_ms >= live_after_ms]
 
     def should_wait(self, step: int, refs: list[SnapshotRef]) -> bool:
         """Wait at this merge? Only a peer that is not behind waits, and only for live neighbours.
@@ -118,7 +123,7 @@ class Merger:
         """Up to ``merge_k`` fresh snapshots, after a bounded wait for laggards and freshness."""
         # a robust rule gets each chosen neighbour's latest snapshot, merged before or not
         fresh_only = self.cfg.rule not in ROBUST_RULES
-        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.forked(), fresh_only=fresh_only)  # noqa: E731
+        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.excluded(), fresh_only=fresh_only)  # noqa: E731
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):

@@ -282,15 +282,15 @@ class Peer:
         target = self.cfg.max_steps
         with trio.move_on_after(FINISH_WAIT_S):
             while True:
-                forked = self.merger.forked()
+                excluded = self.merger.excluded()
                 pending = [a for a in self.view.authors()
-                           if a not in forked and self.view.latest(a).step < target]
+                           if a not in excluded and self.view.latest(a).step < target]
                 if not pending:
                     break
                 with trio.move_on_after(1.0):  # also re-check when nothing new arrives: a fork or a leave
                     await self.merger.wait_fresh()  # found meanwhile can end the wait as well
-        forked = self.merger.forked()
-        refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in forked]
+        excluded = self.merger.excluded()
+        refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in excluded]
         if refs:
             await self._merge_refs(refs)
             await self._publish_snapshot()
@@ -322,7 +322,7 @@ class Peer:
             while not self.view.authors():
                 await self.merger.wait_fresh()
             await trio.sleep(min(1.0, self.cfg.catch_up_s / 4))  # let a few more announce
-        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self.merger.forked(), fresh_only=False)
+        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self.merger.excluded(), fresh_only=False)
         contributions = await self.merger.fetch_all(refs, self.trainer.step)
         if not contributions:
             log.info("catch-up: no neighbour snapshot arrived; starting from fresh weights")

@@ -377,7 +377,7 @@ class NetworkPeer:
             # Let a few more announce, briefly: the swarm trains on meanwhile, and every
             # step it gains is a step this peer starts behind.
             await trio.sleep(min(CATCH_UP_GRACE_S, self.cfg.catch_up_s / 4))
-        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self.merger.forked(), fresh_only=False)
+        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self.merger.excluded(), fresh_only=False)
         contributions = await self.merger.fetch_all(refs, 0)
         if not contributions:
             log.info("catch-up: no neighbour snapshot arrived; the model starts from its own weights")
@@ -453,10 +453,10 @@ class NetworkPeer:
         others wait for it to catch up, and both crawl. A Keras peer often starts
         behind (it joins a swarm that trains already), so it skips that wait.
         """
-        forked = self.merger.forked()
-        if self.view.choose(self.cfg.merge_k, exclude=forked):
+        excluded = self.merger.excluded()
+        if self.view.choose(self.cfg.merge_k, exclude=excluded):
             return False
-        latest = [self.view.latest(a) for a in self.view.authors() if a not in forked]
+        latest = [self.view.latest(a) for a in self.view.authors() if a not in excluded]
         return bool(latest) and all(r.step > step for r in latest)
 
     # -- the swarm's announcements -----------------------------------------------------------------

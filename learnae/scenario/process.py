@@ -23,12 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+from learnae.errors import ServiceError
+
 __all__ = ["PeerProcess", "PeerStartError", "read_metrics", "start_swarm"]
 
 START_TIMEOUT_S = 120.0  # TensorFlow import and model build on a loaded 2-core machine
 
 
-class PeerStartError(RuntimeError):
+class PeerStartError(ServiceError):
     """A peer process exited or stayed silent before printing its dial line."""
 
 
