@@ -1,7 +1,7 @@
 """Run every shipped scenario (``make scenarios``) and summarise the results.
 
 Each file in ``scenarios/`` runs through the real CLI (``learnae scenario run``)
-into ``<out>/<name>``; the first one runs twice with the same seed to show that
+into ``<out>/<name>``; quickstart runs twice with the same seed to show that
 a scenario's timeline and data partition are reproducible. At the end it runs
 ``learnae scenario compare`` over all runs (table + ``compare.png``) and prints
 a Markdown table for docs/BENCHMARKS.md.
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.only.split(","))
         files = [f for f in files if f.stem in wanted]
     runs: list[tuple[str, Path, float, int]] = []
-    for i, f in enumerate(files):
-        for repeat in ([1, 2] if i == 0 else [1]):
+    for f in files:
+        for repeat in ([1, 2] if f.stem == "quickstart" else [1]):
             out = args.out / (f.stem if repeat == 1 else f"{f.stem}-again")
             print(f"== {f.name} -> {out}", flush=True)
             t0 = time.monotonic()

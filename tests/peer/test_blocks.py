@@ -27,3 +27,22 @@ async def test_a_late_peer_fetches_the_missing_history_of_a_chain(tmp_path):
             got = led_b.entries(author=alice.peer_id)
     assert [e.seq for e in got] == [0, 1, 2, 3, 4]
     assert [e.cid for e in got] == [e.cid for e in entries]
+
+
+def test_a_block_gone_between_want_and_send_is_skipped_not_fatal():
+    """A neighbour wants a block; by the time it is read it was garbage-collected.
+
+    This used to raise BlockNotFoundError out of Bitswap's send loop and stop the
+    whole peer (seen in a partition scenario); now the block is just not sent.
+    """
+    from multiformats import CID
+
+    from learnae.storage.bitswap.engine import Bitswap
+    from learnae.storage.blockstore import BlockNotFoundError
+
+    class Gone:
+        def get_block(self, cid):
+            raise BlockNotFoundError(f"block {cid} is not in the store")
+
+    cid = CID.decode("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    assert Bitswap(host=None, blocks=Gone())._load([cid]) == []

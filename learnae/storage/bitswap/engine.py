@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager
 import trio
 from multiformats import CID
 
-from learnae.errors import InvalidBlockError, StoreError
+from learnae.errors import FetchError, InvalidBlockError, StoreError
 from learnae.storage.bitswap.message import (
     DONT_HAVE, HAVE, WANT_HAVE, Message, WantEntry, block_cid, decode_message, encode_message,
 )
@@ -327,7 +327,7 @@ class Bitswap:
         for cid in cids:
             try:
                 out.append((cid, self.blocks.get_block(cid)))  # verified: never serve a corrupt block
-            except StoreError as exc:  # gone since the want, or corrupt (now quarantined)
+            except (StoreError, FetchError) as exc:  # gone since the want (gc), or corrupt (now quarantined)
                 log.info("bitswap: cannot serve %s: %s", cid, exc)
         return out
 
