@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from learnae.errors import ScenarioError
-from learnae.scenario.schema import Plan, PlannedPeer
+from learnae.scenario.schema import Plan, PlannedPeer, peer_flags
 
 __all__ = ["compose_yaml", "compose_dict", "peer_command", "kubo_service", "HEALTHCHECK", "IMAGE", "KUBO_IMAGE"]
 
@@ -103,27 +103,9 @@ def peer_command(plan: Plan, peer: PlannedPeer, *, kubo: bool = False) -> list[s
         ``["learnae", "peer", "start", "--shard", "I/N", ...]``; the data dir, the
         listen address and the bootstrap peer come from the environment.
     """
-    s = plan.scenario
     starters = sum(p.start for p in plan.peers)
     args = [
-        "--shard", f"{peer.index}/{plan.shards}",
-        "--partition", s.partition,
-        "--dataset", s.dataset,
-        "--model", s.model,
-        "--seed", str(s.seed),
-        "--max-steps", str(s.train.max_steps),
-        "--batch-size", str(s.train.batch_size),
-        "--learning-rate", str(s.train.learning_rate),
-        "--optimizer", s.train.optimizer,
-        "--checkpoint-every", str(s.train.checkpoint_every),
-        "--merge-every", str(s.merge.every),
-        "--publish-every", str(s.merge.publish_every),
-        "--merge-k", str(s.merge.k),
-        "--rule", peer.rule,
-        "--weight-cap", str(s.merge.weight_cap),
-        "--merge-wait-s", str(s.merge.wait),
-        "--snapshot-encoding", s.merge.encoding,
-        "--status-every-s", str(s.sample_every),
+        *peer_flags(plan, peer),
         "--no-mdns",
     ]
     if peer.start and starters > 1:

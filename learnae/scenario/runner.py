@@ -44,7 +44,7 @@ import numpy as np
 from learnae.errors import UserError
 from learnae.fsutil import atomic_write
 from learnae.scenario.process import PeerProcess, PeerStartError, read_metrics
-from learnae.scenario.schema import Plan, PlannedPeer, Scenario, plan as make_plan
+from learnae.scenario.schema import Plan, PlannedPeer, Scenario, peer_flags, plan as make_plan
 
 __all__ = ["run_scenario", "Runner", "partition_summary", "evaluate_expectations"]
 
@@ -109,17 +109,8 @@ class Runner:
     # -- process control ------------------------------------------------------------------
 
     def _args(self, p: _Peer, *, min_peers: int, bootstrap: list[str]) -> list[str]:
-        s, t, m = self.s, self.s.train, self.s.merge
-        args = [
-            "--dataset", s.dataset, "--partition", s.partition, "--shard", f"{p.plan.index}/{self.plan.shards}",
-            "--model", s.model, "--seed", str(s.seed), "--swarm", _swarm_name(s),
-            "--batch-size", str(t.batch_size), "--learning-rate", str(t.learning_rate), "--optimizer", t.optimizer,
-            "--max-steps", str(t.max_steps), "--checkpoint-every", str(t.checkpoint_every),
-            "--merge-every", str(m.every), "--publish-every", str(m.publish_every), "--merge-k", str(m.k),
-            "--rule", p.plan.rule, "--weight-cap", str(m.weight_cap), "--merge-wait-s", str(m.wait),
-            "--snapshot-encoding", m.encoding, "--status-every-s", str(s.sample_every),
-            "--min-peers", str(min_peers), "--faults", str(p.data_dir / "faults.json"),
-        ]
+        args = [*peer_flags(self.plan, p.plan), "--swarm", _swarm_name(self.s), "--min-peers", str(min_peers),
+                "--faults", str(p.data_dir / "faults.json")]
         for b in bootstrap:
             args += ["--bootstrap", b]
         return args

@@ -42,7 +42,7 @@ from learnae.peer.config import RULES
 
 __all__ = [
     "Scenario", "PeerSpec", "Network", "Link", "Event", "Attack", "Expectation", "Plan", "PlannedPeer",
-    "ATTACKS", "ACTIONS", "METRICS", "load_scenario", "parse_scenario", "plan", "parse_duration",
+    "ATTACKS", "ACTIONS", "METRICS", "load_scenario", "parse_scenario", "plan", "parse_duration", "peer_flags",
 ]
 
 ATTACKS = ("sign-flip", "noise", "a-little-is-enough", "scaled", "equivocate")
@@ -141,6 +141,7 @@ class Train(_Strict):
     batch_size: int = Field(default=32, gt=0)
     learning_rate: float = Field(default=0.05, gt=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
     checkpoint_every: int = Field(default=25, gt=0)
 
 
@@ -477,3 +478,18 @@ def plan(s: Scenario) -> Plan:
             item["peers"] = value
         timeline.append(item)
     return Plan(scenario=s, peers=peers, timeline=timeline)
+
+
+def peer_flags(p: Plan, peer: PlannedPeer) -> list[str]:
+    """The ``learnae peer start`` flags that make ``peer`` train as the scenario says
+    (data, shard, model, training and merge settings), for the runner and for compose."""
+    s, t, m = p.scenario, p.scenario.train, p.scenario.merge
+    return [
+        "--dataset", s.dataset, "--partition", s.partition, "--shard", f"{peer.index}/{p.shards}",
+        "--model", s.model, "--seed", str(s.seed),
+        "--max-steps", str(t.max_steps), "--batch-size", str(t.batch_size), "--learning-rate", str(t.learning_rate),
+        "--optimizer", t.optimizer, "--momentum", str(t.momentum), "--checkpoint-every", str(t.checkpoint_every),
+        "--merge-every", str(m.every), "--publish-every", str(m.publish_every), "--merge-k", str(m.k),
+        "--rule", peer.rule, "--weight-cap", str(m.weight_cap), "--merge-wait-s", str(m.wait),
+        "--snapshot-encoding", m.encoding, "--status-every-s", str(s.sample_every),
+    ]
