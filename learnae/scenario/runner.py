@@ -167,7 +167,7 @@ class Runner:
             time.sleep(0.1)
 
     def now(self) -> float:
-        return time.monotonic() - self.t0
+        return 0.0 if self.t0 is None else time.monotonic() - self.t0
 
     # -- faults files ---------------------------------------------------------------------
 

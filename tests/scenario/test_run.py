@@ -34,6 +34,9 @@ events:
   - {at: 6s, kill: peer-1}
   - {at: 10s, restart: peer-1}
   - {at: 16s, attack: {peer-2: equivocate}}
+  - {at: 20s, pause: peer-0}
+  - {at: 25s, resume: peer-0}
+  - {at: 26s, slow: {peer-1: 2}}
 expect:
   - mean_accuracy >= 0.8
   - peers_alive == 3
@@ -65,7 +68,8 @@ def test_the_run_passes_and_reports(run):
     final = report["final"]
     assert final["peers_alive"] == 3 and final["ledger_valid"] is True
     assert final["forks"] == ["peer-2"]
-    assert [e["action"] for e in report["events"]] == ["partition", "kill", "restart", "heal", "attack"]
+    assert [e["action"] for e in report["events"]] == ["partition", "kill", "restart", "heal", "attack",
+                                                       "pause", "resume", "slow"]
     assert all(e["ok"] for e in report["events"])
     for name, peer in report["peers"].items():
         assert peer["series"], name
@@ -74,6 +78,15 @@ def test_the_run_passes_and_reports(run):
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "short" in (out / "report.md").read_text()
     assert "PASS" in proc.stdout
+
+
+def test_a_paused_peer_was_frozen(run):
+    _, _, report = run
+    events = {e["action"]: e["t"] for e in report["events"]}
+    frozen = [p["t"] for p in report["peers"]["peer-0"]["series"] if events["pause"] + 0.5 < p["t"] < events["resume"]]
+    assert not frozen, f"peer-0 wrote records while stopped: {frozen}"
+    after = [p for p in report["peers"]["peer-0"]["series"] if p["t"] > events["resume"] + 1]
+    assert after, "peer-0 did not carry on after resume"
 
 
 def test_the_killed_peer_resumed_from_its_checkpoint(run):
