@@ -7,10 +7,14 @@ cut the target holds either the old content or the new, never half of it.
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from pathlib import Path
 
 __all__ = ["atomic_write", "fsync_dir"]
+
+_unique = itertools.count()  # next() is atomic under the GIL
 
 
 def fsync_dir(directory: Path) -> None:
@@ -34,8 +38,9 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # one temporary name per call: two threads writing the same target must not share it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_unique)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
