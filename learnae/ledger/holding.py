@@ -62,6 +62,23 @@ class HoldingArea:
             self.evicted += 1
         return evicted
 
+    def twin(self, entry: Entry, cid: bytes) -> tuple[bytes, Entry] | None:
+        """A held entry by the same author at the same seq with another CID (an equivocation)."""
+        for waiting in self._by_prev.values():
+            for other_cid, other in waiting.items():
+                if other.author == entry.author and other.seq == entry.seq and other_cid != cid:
+                    return other_cid, other
+        return None
+
+    def remove(self, cid: bytes) -> None:
+        """Stop holding the entry with binary CID ``cid`` (if held)."""
+        prev = self._order.pop(cid, None)
+        if prev is not None:
+            waiting = self._by_prev[prev]
+            waiting.pop(cid, None)
+            if not waiting:
+                del self._by_prev[prev]
+
     def pop_children(self, prev: bytes) -> list[Entry]:
         """Remove and return the entries waiting for ``prev`` (binary CID)."""
         waiting = self._by_prev.pop(prev, {})

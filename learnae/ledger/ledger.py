@@ -336,6 +336,9 @@ class Ledger:
         if e.prev is not None:
             prev = self.index.location(cid_to_bytes(e.prev))
             if prev is None:
+                twin = self.holding.twin(e, key)
+                if twin is not None:  # two signed entries at one seq: a fork, whatever the chain before
+                    return self._fork_held(twin, e, key)
                 for old in self.holding.add(e, key):
                     log.info("holding area full: evicted %s seq %d", old.author, old.seq)
                 return ReceiveResult(Status.HELD, e.cid)
@@ -343,6 +346,21 @@ class Ledger:
                 return self._rejected(e.cid, "bad-chain")
         self._store(e)
         return ReceiveResult(Status.ACCEPTED, e.cid, released=tuple(self._release(key)))
+
+    def _fork_held(self, twin: tuple[bytes, Entry], e: Entry, key: bytes) -> ReceiveResult:
+        """Record a fork between a held entry and ``e`` before their chain arrived.
+
+        Both entries are stored (ledger verify accepts a forked seq without its
+        predecessor) so the proof survives restarts and can be shown to anyone.
+        """
+        twin_key, first = twin
+        self.holding.remove(twin_key)
+        self._store(first)
+        self._store(e)
+        self.index.add_fork(e.author, e.seq, twin_key, key)
+        log.warning("fork: author %s signed two entries at seq %d (%s, %s), seen before their chain",
+                    e.author, e.seq, first.cid, e.cid)
+        return ReceiveResult(Status.FORK, e.cid, proof=ForkProof(e.author, e.seq, first, e))
 
     def _store(self, e: Entry) -> None:
         data = e.to_bytes()

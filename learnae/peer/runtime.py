@@ -421,15 +421,29 @@ class Peer:
             return await dial_peer(peer_id, *args, **kwargs)
 
         network.dial_peer = gated_dial
-        while True:
-            self.faults.reload()
-            for pid in list(self.host.get_connected_peers()):
-                if not self.faults.may_connect(pid.to_base58()):
-                    try:
-                        await self.host.disconnect(pid)
-                    except Exception as exc:  # noqa: BLE001 - a connection closing under us is fine
-                        log.debug("disconnect %s: %r", pid, exc)
-            await trio.sleep(0.25)
+        lost: set = set()  # peers we were connected to when the faults cut us off
+        async with trio.open_nursery() as redials:
+            while True:
+                if self.faults.reload():
+                    for pid in [p for p in lost if self.faults.may_connect(p.to_base58())]:
+                        lost.discard(pid)  # healed: redial now, as a restored link would allow,
+                        redials.start_soon(self._redial, pid)  # not after the bootstrap backoff
+                for pid in list(self.host.get_connected_peers()):
+                    if not self.faults.may_connect(pid.to_base58()):
+                        lost.add(pid)
+                        try:
+                            await self.host.disconnect(pid)
+                        except Exception as exc:  # noqa: BLE001 - a connection closing under us is fine
+                            log.debug("disconnect %s: %r", pid, exc)
+                await trio.sleep(0.25)
+
+    async def _redial(self, peer_id) -> None:
+        """Connect to a peer by its known addresses (best effort)."""
+        with trio.move_on_after(self.cfg.fetch_timeout_s):
+            try:
+                await self.host.connect(self.host.get_peerstore().peer_info(peer_id))
+            except Exception as exc:  # noqa: BLE001 - it may be gone meanwhile; discovery goes on
+                log.info("redial of %s after a healed fault failed: %r", peer_id, exc)
 
     async def _checkpoint(self) -> None:
         ckpt = Checkpoint(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -236,3 +239,29 @@ def test_unverified_or_malformed_entry_objects_are_checked(tmp_path, alice, bob)
         assert led.receive(weird).reason == "bad-schema"
         rebuilt = Entry(good.v, good.swarm, good.author, good.seq, good.prev, good.ts, good.kind, good.body, good.sig)
         assert led.receive(rebuilt).status is Status.ACCEPTED
+
+
+def test_equivocation_is_detected_before_its_chain_arrives(tmp_path, alice):
+    # A peer that missed an author's history (it was partitioned away, or joined late) gets two
+    # different entries at one seq whose predecessor it does not hold yet: still a fork.
+    eve = ident(66)
+    chain = make_chain(eve, 6)
+    twin = sign_entry(eve, swarm=SWARM, seq=4, prev=chain[4].prev, kind="leave", body={"reason": "twin"},
+                      ts=chain[4].ts + 1)
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        assert led.receive(chain[4]).status is Status.HELD
+        res = led.receive(twin)
+        assert res.status is Status.FORK and res.proof.check()
+        assert led.is_forked(eve.peer_id) and len(led.holding) == 0
+        assert led.receive(chain[5]).reason == "forked-author"
+        for e in chain[:4]:  # the history before the fork still arrives and is accepted
+            assert led.receive(e).status is Status.ACCEPTED
+        assert len(led.fork_proofs()) == 1
+    proc = subprocess.run([sys.executable, "-m", "learnae.cli.main", "ledger", "verify", str(tmp_path),
+                           "--format", "json"], capture_output=True, text=True, timeout=60)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"], report
+    assert [f["author"] for f in report["forks"]] == [eve.peer_id]
+    (tmp_path / "ledger" / "index.sqlite").unlink()
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # the proof survives an index rebuild
+        assert led.is_forked(eve.peer_id) and len(led) == 6
