@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 FINISH_WAIT_S = 60.0  # at max_steps: how long to wait for the neighbours' final snapshots
 FINISH_LINGER_S = 3.0  # then: how long to keep serving our own final snapshot before leaving
 LEAVE_BUDGET_S = 3.5  # Ctrl-C to exit: checkpoint + leave entry + flush, within 5 s
+GAP_FILL_S = 5.0  # how often held entries' missing history is fetched, at the latest
 KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
 
 
@@ -169,6 +170,7 @@ class Peer:
         self.faults = Faults(cfg.faults, seed=cfg.seed)
         self.announce_latencies: deque[float] = deque(maxlen=200)
         self._fork_warned: set[str] = set()
+        self._gaps = trio.Event()  # set when an entry is held for want of its history
         self.merger = Merger(cfg, self.view, ledger, store, bitswap, self.metrics,
                              fingerprint=work.fingerprint, local_samples=len(work.source), faults=self.faults)
         self._work_scope: trio.CancelScope | None = None
@@ -467,6 +469,8 @@ class Peer:
         if entry.author != self.identity.peer_id and (lost := self.faults.drop(entry.author)) is not None:
             return lost  # an injected fault: the message never arrived (and is not forwarded)
         result = self.ledger.receive(entry)
+        if result.status is Status.HELD:
+            self._gaps.set()  # its history is missing: fetch it now
         if result.status is Status.REJECTED:
             self.metrics.rejected.labels(reason=result.reason or "rejected").inc()
             return result.reason or "rejected"
@@ -506,7 +510,10 @@ class Peer:
     async def _fill_gaps(self) -> None:
         """Fetch the missing history of authors whose recent entries arrived first."""
         while True:
-            await trio.sleep(5)
+            with trio.move_on_after(GAP_FILL_S):  # at once when an entry had to be held, else now and then
+                await self._gaps.wait()
+            self._gaps = trio.Event()
+            await trio.sleep(0.2)  # entries arrive in bursts: fetch once for the whole burst
             try:
                 await self.ledger.fill_gaps(timeout_s=self.cfg.fetch_timeout_s)
             except LearnaeError as exc:
