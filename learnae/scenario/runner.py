@@ -350,6 +350,7 @@ class Runner:
                         self.end_reason = "max_steps"
                         break
                     time.sleep(TICK_S)
+                bar.update(task, completed=s.duration)  # the run is over, whatever ended it
             self.duration_s = self.now()
             self.stop_all()
         except KeyboardInterrupt:
