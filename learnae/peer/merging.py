@@ -77,7 +77,7 @@ class Merger:
         or topology puts out of reach."""
         out = {a for a in self.view.authors() if self.ledger.is_forked(a)}
         if self.faults is not None:
-            out |= {a for a in self.view.members() | set(self.view.authors()) if not self.faults.mergeable(a)}
+            out |= {a for a in self.view.members() if not self.faults.mergeable(a)}  # authors are members
         return out
 
     def lagging(self, step: int) -> list[str]:
@@ -150,6 +150,8 @@ class Merger:
         """Fetch ``refs`` and merge them into ``local``; None when nothing usable arrived."""
         from learnae.averaging import merge
 
+        excluded = self.excluded()  # refs chosen before a wait: a fork or a partition may have come since
+        refs = [r for r in refs if r.author not in excluded]
         by_author = {r.author: r for r in refs}
         contributions = await self.fetch_all(refs, step)
         if not contributions:

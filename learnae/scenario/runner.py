@@ -268,11 +268,15 @@ class Runner:
 
     # -- measurement --------------------------------------------------------------------------
 
-    def honest_accuracies(self) -> list[float]:
+    def live_records(self) -> dict[str, list[dict]]:
+        """Every running peer's metrics records so far (its metrics.jsonl, read once)."""
+        return {n: read_metrics(p.data_dir) for n, p in self.peers.items() if p.alive}
+
+    def honest_accuracies(self, records: dict[str, list[dict]]) -> list[float]:
+        """The latest test accuracy of each running honest peer that has one."""
         out = []
-        for p in self.peers.values():
-            if p.alive and not p.attacked:
-                recs = read_metrics(p.data_dir)
+        for name, recs in records.items():
+            if not self.peers[name].attacked:
                 acc = next((r.get("test_accuracy") for r in reversed(recs) if r.get("test_accuracy") is not None), None)
                 if acc is not None:
                     out.append(acc)
@@ -333,8 +337,9 @@ class Runner:
                     if now >= next_sample:
                         next_sample = now + s.sample_every
                         self.sample_consensus()
-                        accs = self.honest_accuracies()
-                        steps = [r[-1]["step"] for p in self.peers.values() if p.alive and (r := read_metrics(p.data_dir))]
+                        records = self.live_records()
+                        accs = self.honest_accuracies(records)
+                        steps = [recs[-1]["step"] for recs in records.values() if recs]
                         info = (f"{sum(p.alive for p in self.peers.values())} alive, "
                                 f"acc {statistics.mean(accs):.3f}" if accs else "waiting for the first evaluations")
                         if steps:
