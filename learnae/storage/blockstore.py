@@ -106,6 +106,13 @@ class BlockStore:
         """Whether a file for ``cid`` exists (not verified; :meth:`get_block` verifies)."""
         return os.path.isfile(self._path_s(cid))
 
+    def size(self, cid: CID) -> int:
+        """The stored file's size in bytes (0 when not stored; not verified)."""
+        try:
+            return os.stat(self._path_s(cid)).st_size
+        except FileNotFoundError:
+            return 0
+
     def put_block(self, cid: CID, data: bytes | memoryview) -> None:
         """Verify ``data`` against ``cid`` and store it.
 
@@ -263,8 +270,13 @@ class BlockStore:
         """The pinned roots, as they were given to :meth:`pin`."""
         out = []
         for f in sorted((self.root / "pins").iterdir()):
-            if not f.name.startswith("."):
-                out.append(parse_cid(f.read_text().strip() or f.name))
+            if f.name.startswith("."):
+                continue
+            try:
+                text = f.read_text()
+            except FileNotFoundError:  # unpinned while we listed (a publish runs beside a gc)
+                continue
+            out.append(parse_cid(text.strip() or f.name))
         return out
 
     def is_pinned(self, cid: CID) -> bool:

@@ -71,6 +71,20 @@ def test_gc_keeps_dag_cbor_chains_under_a_pin(tmp_path):
     assert bs.get_block(first_cid) == first
 
 
+
+def test_gc_survives_a_pin_removed_while_it_lists_the_pins(tmp_path, monkeypatch):
+    """A peer unpins its old snapshot (publishing) while a checkpoint collects garbage."""
+    bs = BlockStore(tmp_path)
+    kept, gone = b"kept", b"gone"
+    for d in (kept, gone):
+        bs.put_block(cid_of(d), d)
+        bs.pin(cid_of(d))
+    listing = sorted((tmp_path / "pins").iterdir())
+    bs.unpin(cid_of(gone))  # after the listing: the gc sees a pin file that no longer exists
+    monkeypatch.setattr(type(tmp_path), "iterdir", lambda self: iter(listing) if self.name == "pins" else iter(()))
+    assert bs.pins() == [cid_of(kept)]
+
+
 _WRITER = """
 import sys, os
 from learnae.storage.blockstore import BlockStore
