@@ -7,11 +7,13 @@ to a target is measured from the first training step (the first record with
 ``step > 0``), so TensorFlow's start-up is not counted for either side. The swarm
 reaches the target when the mean of its peers' latest accuracies does.
 
-Also reported: each swarm peer's share of wall time spent inside training steps
-(``train_share``); the overhead is the rest.
+Also reported: each swarm peer's share of wall time since its first step spent
+inside training steps (``train_share``; the overhead is the rest) and where the
+rest went (``time_s``: the peer's training-loop phases, summed over the swarm).
 
-Run:
+Run (settings after ``--`` go to both sides, e.g. a merge period):
     .venv/bin/python -m bench.peer_speed --peers 8 --target 0.95
+    .venv/bin/python -m bench.peer_speed --peers 8 --target 0.95 -- --merge-every 20 --publish-every 20
 """
 
 from __future__ import annotations
@@ -48,34 +50,38 @@ def time_to_target(runs: list[list[dict]], target: float) -> float | None:
     return None
 
 
-def run_centralized(root: Path, steps: int) -> list[dict]:
-    p = PeerProcess.start(root / "central", ["--max-steps", str(steps), "--status-every-s", STATUS_S])
+def run_centralized(root: Path, steps: int, extra: list[str]) -> list[dict]:
+    p = PeerProcess.start(root / "central", ["--max-steps", str(steps), "--status-every-s", STATUS_S, *extra])
     p.wait(3600)
     return p.metrics()
 
 
-def run_swarm(root: Path, n: int, steps: int) -> list[list[dict]]:
+def run_swarm(root: Path, n: int, steps: int, extra: list[str]) -> list[list[dict]]:
     peers = start_swarm(root, n, ["--partition", "iid", "--max-steps", str(steps), "--catch-up-s", "0",
-                                  "--status-every-s", STATUS_S])
+                                  "--status-every-s", STATUS_S, *extra])
     for p in peers:
         p.wait(3600)
     return [p.metrics() for p in peers]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peers", type=int, default=8)
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--steps", type=int, default=1500, help="local steps per process (a budget, not a goal)")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="peer-speed-"))
-    central = run_centralized(root, args.steps)
-    swarm = run_swarm(root, args.peers, args.steps)
+    central = run_centralized(root, args.steps, extra)
+    swarm = run_swarm(root, args.peers, args.steps, extra)
     t_central = time_to_target([central], args.target)
     t_swarm = time_to_target(swarm, args.target)
     shares = [r[-1]["train_share"] for r in swarm]
+    phases = {k: round(sum(r[-1]["time_s"][k] for r in swarm), 1) for k in swarm[0][-1]["time_s"]}
     result = {
-        "peers": args.peers, "target": args.target, "steps": args.steps,
+        "peers": args.peers, "target": args.target, "steps": args.steps, "settings": extra,
         "centralized_s": t_central, "swarm_s": t_swarm,
         # Times have the resolution of the status records (STATUS_S); a side that reached the
         # target by its first record counts as one interval, not zero.
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         "swarm_final_accuracy": [round(r[-1]["test_accuracy"], 4) for r in swarm],
         "train_share": [round(s, 3) for s in shares],
         "overhead_mean": round(1 - statistics.mean(shares), 3),
+        "swarm_time_s": phases,
+        "fetch_latency_s": [round(r[-1]["fetch_latency_s"] or 0, 3) for r in swarm],
         "data": str(root),
     }
     print(json.dumps(result))

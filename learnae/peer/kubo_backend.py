@@ -131,10 +131,10 @@ class KuboFetcher:
         return out
 
     async def fetch(self, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
-                    timeout_s: float = 120.0) -> None:
+                    timeout_s: float = 120.0, eager: bool = True) -> None:
         """Have Kubo bring the DAG under ``root`` (it finds providers itself); verify every block.
 
-        ``providers`` are ignored: Kubo looks among its own connections and DHT.
+        ``providers`` and ``eager`` are ignored: Kubo looks among its own connections and DHT.
         The verified file is kept briefly for the :meth:`KuboNode.get` that follows.
 
         Raises:

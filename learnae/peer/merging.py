@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from learnae.errors import LearnaeError, RemoteError
 from learnae.peer.config import PeerConfig
 from learnae.peer.metrics import PeerMetrics
 from learnae.peer.view import SnapshotRef, SwarmView
+from learnae.threads import run_sized
 
 __all__ = ["Merger", "Merged", "LIVE_S"]
 
@@ -60,6 +62,10 @@ class Merger:
         self.faults = faults  # learnae.peer.faults.Faults: injected fetch delays (simulations)
         self.last_fetched: list[list[np.ndarray]] = []  # the neighbour models of the last merge
         self._fresh = trio.Event()
+        self.fetch_latencies: deque[float] = deque(maxlen=200)  # seconds, the latest successful fetches
+        self._fetching = 0  # fetches in flight: their blocks are unpinned until decoded
+        self._gc_done = trio.Event()
+        self._gc_done.set()
 
     # -- freshness ----------------------------------------------------------------------
 
@@ -148,18 +154,30 @@ class Merger:
 
     async def merge(self, local: list[np.ndarray], refs: list[SnapshotRef], step: int) -> Merged | None:
         """Fetch ``refs`` and merge them into ``local``; None when nothing usable arrived."""
-        from learnae.averaging import merge
-
         excluded = self.excluded()  # refs chosen before a wait: a fork or a partition may have come since
         refs = [r for r in refs if r.author not in excluded]
-        by_author = {r.author: r for r in refs}
-        contributions = await self.fetch_all(refs, step)
+        return await self.combine(local, refs, await self.fetch_all(refs, step), step)
+
+    async def combine(self, local: list[np.ndarray], refs: list[SnapshotRef], contributions: list,
+                      step: int) -> Merged | None:
+        """Merge contributions fetched earlier for ``refs`` into ``local`` (None: nothing usable).
+
+        ``local`` may be newer than the model the fetch was started for (the peer trains
+        on while it fetches in the background). Authors that became unmergeable
+        meanwhile (a fork, a partition) are dropped here.
+        """
+        from learnae.averaging import merge
+
+        excluded = self.excluded()
+        contributions = [c for c in contributions if c.author not in excluded]
         if not contributions:
             return None
+        by_author = {r.author: r for r in refs}
         self.last_fetched = [c.weights for c in contributions]
         params = {"local_samples": self.local_samples} if self.cfg.rule == "weighted" else {}
-        result = await trio.to_thread.run_sync(
-            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap, **params))
+        nbytes = sum(a.nbytes for a in local) * (1 + len(contributions))
+        result = await run_sized(
+            lambda: merge(local, contributions, rule=self.cfg.rule, weight_cap=self.cfg.weight_cap, **params), nbytes)
         for author, reason in result.excluded.items():
             self.metrics.rejected.labels(reason=reason).inc()
             log.warning("merge: excluded the snapshot of %s: %s", author, reason)
@@ -174,7 +192,29 @@ class Merger:
                 parents.append({"entry": by_author[author].entry_cid, "weight": float(weight)})
         return Merged(result.weights, parents)
 
+    async def collect_garbage(self) -> int:
+        """Remove unpinned blocks from the store, unless a fetch is in flight (0 then).
+
+        A fetched neighbour snapshot is not pinned: a collection between its
+        arrival and its decoding would lose it. Fetches starting meanwhile wait.
+        """
+        if self._fetching:
+            return 0
+        self._gc_done = trio.Event()
+        try:
+            return await self.store.gc()
+        finally:
+            self._gc_done.set()
+
     async def _fetch(self, ref: SnapshotRef, step: int):
+        await self._gc_done.wait()
+        self._fetching += 1
+        try:
+            return await self._fetch_one(ref, step)
+        finally:
+            self._fetching -= 1
+
+    async def _fetch_one(self, ref: SnapshotRef, step: int):
         from learnae.averaging import Contribution
         from learnae.storage.snapshot import decode_snapshot
 
@@ -183,9 +223,11 @@ class Merger:
             with trio.fail_after(self.cfg.fetch_timeout_s):
                 if self.faults is not None and (delay := self.faults.fetch_delay_s(ref.author)) > 0:
                     await trio.sleep(delay)  # an injected round trip (and retransmission) on this link
-                await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s)
+                # the author has it: the other peers are asked only if it does not deliver
+                await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s,
+                                         eager=False)
                 data = await self.store.get(ref.model_cid)
-            snap = await trio.to_thread.run_sync(lambda: decode_snapshot(data, fingerprint=self.fingerprint))
+            snap = await run_sized(lambda: decode_snapshot(data, fingerprint=self.fingerprint), len(data))
         except trio.TooSlowError:
             return self._reject(ref, "fetch-timeout", f"no block within {self.cfg.fetch_timeout_s} s")
         except RemoteError as exc:
@@ -198,7 +240,8 @@ class Merger:
             log.warning("unexpected %s while fetching %s from %s", type(exc).__name__, ref.model_cid, ref.author,
                         exc_info=True)
             return self._reject(ref, "fetch-error", repr(exc))
-        self.metrics.fetch_latency.observe(time.monotonic() - t0)
+        self.fetch_latencies.append(time.monotonic() - t0)
+        self.metrics.fetch_latency.observe(self.fetch_latencies[-1])
         self.metrics.bytes_in.inc(len(data))
         # "weighted" weighs by data size: the author's shard, not its cumulative samples
         # (which would hand the merge to whoever trains fastest).

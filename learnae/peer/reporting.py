@@ -15,16 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
+
+from contextlib import contextmanager
 
 import trio
 from rich.console import Console
 
 from learnae.peer.status import METRICS_FILE
 
-__all__ = ["StatusReporter"]
+__all__ = ["PHASES", "StatusReporter"]
 
 log = logging.getLogger(__name__)
+
+PHASES = ("gather", "train", "merge_wait", "fetch_wait", "merge", "publish", "checkpoint")
 
 
 class StatusReporter:
@@ -33,9 +38,31 @@ class StatusReporter:
     def __init__(self, peer):
         self.peer = peer
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.started = time.monotonic()
-        self.train_time_s = 0.0  # wall time spent inside training steps
+        self.first_step: float | None = None  # monotonic time the first training step began
+        # Wall time of the training loop by phase: "train" (inside training steps), "merge_wait"
+        # (held for lagging or fresh neighbours: bounded staleness), "fetch_wait" (the next merge
+        # is due and the background fetch has not finished), "merge" (averaging the fetched
+        # snapshots in), "publish" (copying the weights; the rest runs in the background),
+        # "checkpoint"; "gather" is the wait for the swarm and the catch-up before the first step.
+        self.phase_s: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.latest: dict = {}
+
+    @contextmanager
+    def timed(self, phase: str):
+        """Add the wall time of the ``with`` block to ``phase``."""
+        t0 = time.monotonic()
+        if phase == "train" and self.first_step is None:
+            self.first_step = t0
+        try:
+            yield
+        finally:
+            self.phase_s[phase] += time.monotonic() - t0
+
+    def train_share(self) -> float:
+        """Share of the wall time since the first training step spent inside training steps."""
+        if self.first_step is None:
+            return 0.0
+        return self.phase_s["train"] / max(1e-9, time.monotonic() - self.first_step)
 
     async def run(self) -> None:
         while True:
@@ -60,7 +87,6 @@ class StatusReporter:
 
     def record(self) -> dict:
         p = self.peer
-        wall = max(1e-9, time.monotonic() - self.started)
         bs = getattr(p.bitswap, "stats", {})
         peers = len(p.host.get_connected_peers()) if p.host is not None else 0
         p.metrics.peers.set(peers)
@@ -78,9 +104,11 @@ class StatusReporter:
             "snapshots": p.published,
             "bytes_received": int(bs.get("bytes_received", 0)),
             "bytes_sent": int(bs.get("bytes_sent", 0)),
-            "train_share": self.train_time_s / wall,
+            "train_share": self.train_share(),
+            "time_s": {k: round(v, 3) for k, v in self.phase_s.items()},
             "ledger_seq": p.ledger.next_seq - 1,
             "announce_latency_s": p.announce_latency_s(),
+            "fetch_latency_s": statistics.median(p.merger.fetch_latencies) if p.merger.fetch_latencies else None,
             "rejected": _total(p.metrics.rejected),
             "forks": sorted({proof.author for proof in p.ledger.fork_proofs()}),
             "faults_dropped": p.faults.dropped,

@@ -9,9 +9,16 @@ Bitswap, GossipSub and discovery on that host, and runs :class:`Peer` until
 The loop, per burst of local steps (in a worker thread, so the network stays
 responsive)::
 
-    train -> every merge_every: fetch up to k fresh neighbour snapshots, validate, merge
-          -> every publish_every: encode, put, append a signed snapshot entry, announce
+    train -> every merge_every: choose up to k fresh neighbour snapshots (waiting only
+             for lagging neighbours) and fetch and validate them in the background;
+             they are averaged into the model at the first burst's end after they arrived
+          -> every publish_every: copy the weights; encode, put, append a signed snapshot
+             entry and announce in the background
           -> every checkpoint_every: save weights, optimizer state, step atomically
+
+Training stops only for what must see the model between two steps (a copy of the
+weights, the average itself) and for the bounded-staleness wait; the network work
+of merges and publishes overlaps the next steps.
 
 Example:
     >>> cfg, _ = load_config({"data_dir": "/tmp/a", "listen": "/ip4/127.0.0.1/tcp/0"})
@@ -23,6 +30,7 @@ from __future__ import annotations
 import logging
 import signal
 import statistics
+import sys
 import time
 from collections import deque
 
@@ -36,11 +44,12 @@ from learnae.peer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from learnae.peer.config import PeerConfig
 from learnae.peer.faults import Faults, poison
 from learnae.peer.lock import DataDirLock
-from learnae.peer.merging import Merger
+from learnae.peer.merging import Merged, Merger
 from learnae.peer.metrics import PeerMetrics
 from learnae.peer.reporting import StatusReporter
 from learnae.peer.view import SnapshotRef, SwarmView
 from learnae.peer.workload import Workload, cut_shard, prepare_workload
+from learnae.threads import run_sized
 from learnae.training.models import check_model_spec
 
 __all__ = ["run_peer", "Peer"]
@@ -54,8 +63,15 @@ GAP_FILL_S = 5.0  # how often held entries' missing history is fetched, at the l
 KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
 
 
+GIL_SWITCH_S = 0.0005  # how long the training thread may hold the GIL while the network waits for it
+
+
 def run_peer(cfg: PeerConfig) -> None:
     """Run a peer until ``max_steps`` or SIGINT/SIGTERM (blocking)."""
+    # The training thread runs Python between TensorFlow ops; with the default 5 ms switch
+    # interval every message the event loop handles waits up to that long for the GIL, and a
+    # fetch from a busy neighbour takes many such hops on both sides.
+    sys.setswitchinterval(GIL_SWITCH_S)
     trio.run(_run, cfg)
 
 
@@ -174,6 +190,11 @@ class Peer:
         self.merger = Merger(cfg, self.view, ledger, store, bitswap, self.metrics,
                              fingerprint=work.fingerprint, local_samples=len(work.source), faults=self.faults)
         self._work_scope: trio.CancelScope | None = None
+        self._background: trio.Nursery | None = None  # the peer's nursery, for merges and publishes
+        self._merge_pending = False  # a background fetch is running or its result awaits merging
+        self._fetched: tuple | None = None  # (refs, contributions, anchor weights, step) to merge
+        self._fetch_done = trio.Event()  # set when the background fetch has ended
+        self._publishing: trio.Event | None = None  # set when the publish in flight is done
         self.leave_reason = "stopped"
         self.reporter = StatusReporter(self)
 
@@ -186,6 +207,7 @@ class Peer:
             self.view.note_entry(entry)
         await self._announce_start()
         async with trio.open_nursery() as nursery:
+            self._background = nursery
             nursery.start_soon(self._consume)
             nursery.start_soon(self.reporter.run)
             nursery.start_soon(self._fill_gaps)
@@ -238,6 +260,7 @@ class Peer:
             await self._append("shard", {"shard": shard_cid, "samples": len(source), "classes": histogram})
 
     async def _leave(self) -> None:
+        await self._publish_done()
         await self._checkpoint()
         await self._append("leave", {"reason": self.leave_reason})
 
@@ -245,9 +268,11 @@ class Peer:
 
     async def _work(self) -> None:
         cfg = self.cfg
-        await self._wait_for_peers()
-        if self.resumed is None and (cfg.bootstrap or cfg.mdns):
-            await self._catch_up()
+        timed = self.reporter.timed
+        with timed("gather"):
+            await self._wait_for_peers()
+            if self.resumed is None and (cfg.bootstrap or cfg.mdns):
+                await self._catch_up()
         while not cfg.max_steps or self.trainer.step < cfg.max_steps:
             step = self.trainer.step
             boundaries = [cfg.publish_every, cfg.merge_every, cfg.checkpoint_every]
@@ -255,9 +280,9 @@ class Peer:
             if cfg.max_steps:
                 n = min(n, cfg.max_steps - step)
             t0 = time.perf_counter()
-            result = await trio.to_thread.run_sync(self.trainer.train_steps, n)
+            with timed("train"):
+                result = await trio.to_thread.run_sync(self.trainer.train_steps, n)
             spent = time.perf_counter() - t0
-            self.reporter.train_time_s += spent
             if self.faults.slow > 1:  # an injected slowdown: a slower machine, as the scenario says
                 await trio.sleep((self.faults.slow - 1) * spent)
             self.last = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
@@ -265,12 +290,21 @@ class Peer:
             self.metrics.samples.inc(result.samples)
             self.metrics.loss.set(result.loss)
             step = self.trainer.step
-            if step % cfg.merge_every == 0:
+            if step % cfg.merge_every == 0 and self._merge_pending and self._fetched is None:
+                with timed("fetch_wait"):  # at most merge_every steps between merges: wait for the fetch
+                    await self._fetch_done.wait()
+            if self._fetched is not None:
+                with timed("merge"):
+                    await self._merge_fetched()
+            if step % cfg.merge_every == 0 and not self._merge_pending:
                 await self._merge()
-            if step % cfg.publish_every == 0 or (cfg.max_steps and step >= cfg.max_steps):
-                await self._publish_snapshot()
+            last = bool(cfg.max_steps and step >= cfg.max_steps)
+            if step % cfg.publish_every == 0 or last:
+                with timed("publish"):
+                    await self._publish_snapshot(wait=last)
             if step % cfg.checkpoint_every == 0:
-                await self._checkpoint()
+                with timed("checkpoint"):
+                    await self._checkpoint()
         await self._finish()
         self.leave_reason = "done"
 
@@ -295,7 +329,7 @@ class Peer:
         refs = [r for a in self.view.authors() if (r := self.view.latest(a)) is not None and a not in excluded]
         if refs:
             await self._merge_refs(refs)
-            await self._publish_snapshot()
+            await self._publish_snapshot(wait=True)
             await trio.sleep(FINISH_LINGER_S)
 
     async def _wait_for_peers(self) -> None:
@@ -339,13 +373,56 @@ class Peer:
     # -- merging (the network half lives in merging.Merger) ----------------------------------
 
     async def _merge(self) -> None:
-        refs = await self.merger.choose(self.trainer.step)
+        """Choose neighbour snapshots (after a bounded wait) and fetch them in the background."""
+        with self.reporter.timed("merge_wait"):
+            refs = await self.merger.choose(self.trainer.step)
         if refs:
-            await self._merge_refs(refs)
+            self._merge_pending = True
+            self._fetch_done = trio.Event()
+            anchor = self.trainer.get_weights()
+            self._background.start_soon(self._fetch_for_merge, refs, anchor, self.trainer.step)
+
+    async def _fetch_for_merge(self, refs: list[SnapshotRef], anchor: list, step: int) -> None:
+        excluded = self.merger.excluded()  # a fork or a partition may have come during the wait
+        refs = [r for r in refs if r.author not in excluded]
+        try:
+            contributions = await self.merger.fetch_all(refs, step)
+            if contributions:
+                self._fetched = (refs, contributions, anchor, step)  # merged at the loop's next stop
+            else:
+                self._merge_pending = False
+        finally:
+            self._fetch_done.set()
+
+    async def _merge_fetched(self) -> None:
+        """Merge a background fetch's snapshots, keeping the local steps taken while it ran.
+
+        The rule averages the model as it was when the fetch began (the anchor) with
+        the neighbours' snapshots, so their age relative to it is what bounded
+        staleness allowed; the local progress since is added back:
+        ``new = current + (merge(anchor, neighbours) - anchor)`` (as in overlap local
+        SGD). With no steps in between this is the plain merge.
+        """
+        refs, contributions, anchor, step = self._fetched
+        self._fetched = None
+        try:
+            merged = await self.merger.combine(anchor, refs, contributions, step)
+        finally:
+            self._merge_pending = False
+        if merged is not None:
+            current = self.trainer.get_weights()
+            weights = await run_sized(
+                lambda: [(c + (m - a)).astype(c.dtype, copy=False) for c, m, a in zip(current, merged.weights, anchor)],
+                3 * sum(a.nbytes for a in anchor))
+            merged = Merged(weights, merged.parents)
+        await self._adopt(merged)
 
     async def _merge_refs(self, refs: list[SnapshotRef]) -> None:
-        """Merge these neighbour snapshots into the local model; the parents go into the next snapshot."""
-        merged = await self.merger.merge(self.trainer.get_weights(), refs, self.trainer.step)
+        """Fetch and merge these neighbour snapshots now (training waits)."""
+        await self._adopt(await self.merger.merge(self.trainer.get_weights(), refs, self.trainer.step))
+
+    async def _adopt(self, merged) -> None:
+        """Take a merge's weights; its parents go into the next snapshot."""
         if merged is None:
             return
         self.trainer.set_weights(merged.weights)
@@ -365,11 +442,43 @@ class Peer:
             await self.gossip.publish(entry)
         return entry
 
-    async def _publish_snapshot(self) -> None:
-        from learnae.storage.snapshot import encode_snapshot
+    async def _publish_snapshot(self, *, wait: bool = False) -> None:
+        """Publish the current weights: copied now, announced in the background.
 
+        With a publish still in flight, a background publish is skipped (the merged
+        parents carry over to the next one); ``wait`` publishes after it and returns
+        once the snapshot is announced.
+        """
+        if self._publishing is not None:
+            if not wait:
+                return
+            await self._publish_done()
         weights = self.trainer.get_weights()
         step = self.trainer.step
+        samples = self.trainer.samples
+        parents, self.parents = self.parents, []
+        done = self._publishing = trio.Event()
+
+        async def publish() -> None:
+            try:
+                await self._publish(weights, step, samples, parents)
+            finally:
+                self._publishing = None
+                done.set()
+
+        if wait:
+            await publish()
+        else:
+            self._background.start_soon(publish)
+
+    async def _publish_done(self) -> None:
+        """Wait for the publish in flight, if any."""
+        if self._publishing is not None:
+            await self._publishing.wait()
+
+    async def _publish(self, weights, step: int, samples: int, parents: list[dict]) -> None:
+        from learnae.storage.snapshot import encode_snapshot
+
         attack = self.faults.attack
         if attack is not None and attack["mode"] != "equivocate":
             honest = self.merger.last_fetched
@@ -378,13 +487,11 @@ class Peer:
             lambda: encode_snapshot(weights, self.work.names, encoding=self.cfg.snapshot_encoding, step=step))
         cid = await self.store.put(data)
         metrics = {k: v for k, v in self.last.items() if v == v}  # drop NaN before the first step
-        body = {"model": cid, "step": step, "samples": self.trainer.samples, "metrics": metrics,
-                "parents": self.parents}
+        body = {"model": cid, "step": step, "samples": samples, "metrics": metrics, "parents": parents}
         prev, seq = self.ledger.head, self.ledger.next_seq
         await self._append("snapshot", body)
         if attack is not None and attack["mode"] == "equivocate":
             await self._equivocate(seq, prev, body)
-        self.parents = []
         self.published += 1
         self.metrics.snapshots.inc()
         self.own_snapshots.append(cid)
@@ -459,7 +566,7 @@ class Peer:
         await trio.to_thread.run_sync(save_checkpoint, self.cfg.data_dir.expanduser(), ckpt)
         # Neighbours' snapshots are dropped once merged: only pinned blocks (own
         # latest snapshots, the shard) survive; ledger entries live in the ledger.
-        removed = await self.store.gc()
+        removed = await self.merger.collect_garbage()
         log.debug("checkpoint at step %d; gc removed %d block(s)", ckpt.step, removed)
 
     def chain_check(self, entry) -> str | None:

@@ -29,8 +29,9 @@ import trio
 from multiformats import CID
 
 from learnae.storage.blockstore import BlockNotFoundError, BlockStore, CorruptBlockError
-from learnae.storage.cid import parse_cid
+from learnae.storage.cid import RAW, parse_cid
 from learnae.storage.unixfs import Importer, read_file
+from learnae.threads import run_sized
 
 __all__ = ["Store", "EmbeddedStore", "open_store"]
 
@@ -152,10 +153,12 @@ class EmbeddedStore(Store):
             await trio.to_thread.run_sync(self.blocks.pin, cid)
         return cid
 
-    async def _with_refetch(self, cid: CID, work: Callable[[], object], providers: Sequence[object] = ()):
-        """Run ``work`` in a thread; on a missing or corrupt block, fetch ``cid`` once and retry."""
+    async def _with_refetch(self, cid: CID, work: Callable[[], object], providers: Sequence[object] = (),
+                            *, nbytes: int | None = None):
+        """Run ``work`` (in a thread unless ``nbytes`` is small); on a missing or corrupt block,
+        fetch ``cid`` once and retry."""
         try:
-            return await trio.to_thread.run_sync(work)
+            return await (trio.to_thread.run_sync(work) if nbytes is None else run_sized(work, nbytes))
         except (BlockNotFoundError, CorruptBlockError) as exc:
             if self.fetcher is None:
                 raise
@@ -165,7 +168,10 @@ class EmbeddedStore(Store):
 
     async def get(self, cid: CID, *, providers: Sequence[object] = ()) -> bytes:
         cid = parse_cid(cid)
-        return await self._with_refetch(cid, lambda: b"".join(read_file(cid, self.blocks.get_block)), providers)
+        # a file of one raw block (up to a chunk) is read inline: cheaper than a thread trip
+        nbytes = self.blocks.size(cid) if cid.codec.code == RAW else None
+        return await self._with_refetch(cid, lambda: b"".join(read_file(cid, self.blocks.get_block)), providers,
+                                        nbytes=nbytes or None)
 
     async def get_to_file(self, cid: CID, path: Path, *, providers: Sequence[object] = ()) -> int:
         """Write the file ``cid`` to ``path`` atomically, streaming (constant memory); return its size."""

@@ -39,6 +39,7 @@ from learnae.storage.bitswap.message import (
 from learnae.storage.cid import RAW
 from learnae.storage.blockstore import BlockStore
 from learnae.storage.cid import MAX_BLOCK_BYTES
+from learnae.threads import run_sized
 
 __all__ = ["Bitswap", "PROTOCOLS", "ProviderLookup"]
 
@@ -238,7 +239,8 @@ class Bitswap:
             self._serve(peer, msg.wants)
         stored: list = []
         if msg.raw_blocks:
-            stored, rejected = await trio.to_thread.run_sync(self._accept_blocks, msg.raw_blocks)
+            nbytes = sum(len(b[-1]) for b in msg.raw_blocks)
+            stored, rejected = await run_sized(self._accept_blocks, nbytes, msg.raw_blocks)
             if rejected:
                 self.stats.update(rejected)
                 log.info("bitswap: dropped blocks from %s: %s", peer, dict(rejected))
@@ -319,7 +321,8 @@ class Bitswap:
                 cids = []
                 while box.blocks and len(cids) < 4:
                     cids.append(box.blocks.popleft())
-                blocks = await trio.to_thread.run_sync(self._load, cids) if cids else []
+                nbytes = sum(self.blocks.size(c) for c in cids)
+                blocks = await run_sized(self._load, nbytes, cids) if cids else []
                 await ready.send((wants, presences, blocks))
 
     def _load(self, cids: list[CID]) -> list[tuple[CID, bytes]]:
@@ -408,14 +411,14 @@ class Bitswap:
     # -- fetching ------------------------------------------------------------------
 
     async def fetch(self, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
-                    timeout_s: float = 120.0):
+                    timeout_s: float = 120.0, eager: bool = True):
         """Fetch ``root`` (and, if ``recursive``, every block under it) into :attr:`blocks`.
 
         See :func:`learnae.storage.bitswap.fetch.fetch_dag`.
         """
         from learnae.storage.bitswap.fetch import fetch_dag
 
-        return await fetch_dag(self, root, providers, recursive=recursive, timeout_s=timeout_s)
+        return await fetch_dag(self, root, providers, recursive=recursive, timeout_s=timeout_s, eager=eager)
 
 
 async def _open_recv_window(stream, target_bytes: int) -> None:

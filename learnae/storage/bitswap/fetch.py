@@ -64,10 +64,11 @@ class _Want:
 
 
 class _Session:
-    def __init__(self, bitswap, root: CID, recursive: bool):
+    def __init__(self, bitswap, root: CID, recursive: bool, eager: bool = True):
         self.bs = bitswap
         self.root = root
         self.recursive = recursive
+        self.eager = eager
         self.send_ch, self.recv_ch = trio.open_memory_channel(max(4, 2 * bitswap.window_blocks))
         self.order: list = []
         self.good: set = set()
@@ -280,7 +281,7 @@ class _Session:
             first = self.order[0]
             w = _Want(self.root)
             self._send(w, first)
-            others = self.order[1:]
+            others = self.order[1:] if self.eager else []
             if others:
                 self.have_asked[self.root.digest] = set(others)
                 for p in others:
@@ -309,7 +310,7 @@ class _Session:
 
 
 async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
-                    timeout_s: float = 120.0) -> FetchStats:
+                    timeout_s: float = 120.0, eager: bool = True) -> FetchStats:
     """Fetch ``root`` and (if ``recursive``) its whole DAG into ``bitswap.blocks``.
 
     Args:
@@ -320,6 +321,11 @@ async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, rec
             ``libp2p`` ``ID``/``PeerInfo`` objects. Connected peers follow.
         recursive: also fetch every block ``root`` links to.
         timeout_s: deadline for the whole fetch.
+        eager: also ask every other candidate for the root at once (WANT-HAVE), so a
+            second source is known early. Off, the others are asked only when the
+            first provider fails (DONT_HAVE or no answer): one want and one block on
+            the wire when the named provider has the DAG, as for a snapshot fetched
+            from its author.
 
     Raises:
         FetchError: no provider, or a block no provider delivered in time.
@@ -327,7 +333,7 @@ async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, rec
     """
     root = parse_cid(root)
     started = time.monotonic()
-    session = _Session(bitswap, root, recursive)
+    session = _Session(bitswap, root, recursive, eager)
     try:
         with trio.fail_after(timeout_s):
             await session.add_providers(providers)
