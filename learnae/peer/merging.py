@@ -32,7 +32,7 @@ from learnae.peer.metrics import PeerMetrics
 from learnae.peer.view import SnapshotRef, SwarmView
 from learnae.threads import run_sized
 
-__all__ = ["Merger", "Merged", "LIVE_S"]
+__all__ = ["Merger", "Merged", "LIVE_S", "accumulate_parents"]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,32 @@ class Merger:
         self.metrics.rejected.labels(reason=reason).inc()
         log.warning("snapshot %s of %s rejected (%s): %s", ref.model_cid, ref.author, reason, detail)
         return None
+
+
+def accumulate_parents(held: list[dict], new: list[dict]) -> list[dict]:
+    """The parents of the next snapshot after one more merge.
+
+    Several merges can happen before a publish (a publish still on its way is
+    skipped; ``merge_every`` may be below ``publish_every``), and a robust rule
+    may merge the same neighbour snapshot again. A snapshot entry names each
+    parent once (the ledger schema requires it), so a parent merged again has its
+    weights summed, which is what credits would have counted had each merge been
+    published. Beyond the schema's limit the lightest parents are left out.
+    """
+    from learnae.ledger.schema import MAX_PARENTS
+
+    out = {str(p["entry"]): dict(p) for p in held}
+    for p in new:
+        key = str(p["entry"])
+        if key in out:
+            out[key]["weight"] += p["weight"]
+        else:
+            out[key] = dict(p)
+    parents = list(out.values())
+    if len(parents) > MAX_PARENTS:
+        keep = {id(p) for p in sorted(parents, key=lambda p: -p["weight"])[:MAX_PARENTS]}
+        parents = [p for p in parents if id(p) in keep]
+    return parents
 
 
 def _distance(a, b) -> float:

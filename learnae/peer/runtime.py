@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import signal
 import statistics
-import sys
 import time
 from collections import deque
 
@@ -44,7 +43,7 @@ from learnae.peer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from learnae.peer.config import PeerConfig
 from learnae.peer.faults import Faults, poison
 from learnae.peer.lock import DataDirLock
-from learnae.peer.merging import Merged, Merger
+from learnae.peer.merging import Merged, Merger, accumulate_parents
 from learnae.peer.metrics import PeerMetrics
 from learnae.peer.reporting import StatusReporter
 from learnae.peer.view import SnapshotRef, SwarmView
@@ -63,15 +62,8 @@ GAP_FILL_S = 5.0  # how often held entries' missing history is fetched, at the l
 KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
 
 
-GIL_SWITCH_S = 0.0005  # how long the training thread may hold the GIL while the network waits for it
-
-
 def run_peer(cfg: PeerConfig) -> None:
     """Run a peer until ``max_steps`` or SIGINT/SIGTERM (blocking)."""
-    # The training thread runs Python between TensorFlow ops; with the default 5 ms switch
-    # interval every message the event loop handles waits up to that long for the GIL, and a
-    # fetch from a busy neighbour takes many such hops on both sides.
-    sys.setswitchinterval(GIL_SWITCH_S)
     trio.run(_run, cfg)
 
 
@@ -427,7 +419,7 @@ class Peer:
             return
         self.trainer.set_weights(merged.weights)
         self.trainer.on_weights_replaced()
-        self.parents.extend(merged.parents)
+        self.parents = accumulate_parents(self.parents, merged.parents)
         self.merges += 1
         self.metrics.merges.inc()
         self.last_merge = (time.time(), len(merged.parents))

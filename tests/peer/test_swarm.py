@@ -18,6 +18,7 @@ import pytest
 from learnae.identity import Identity
 from learnae.ledger import Ledger
 from learnae.peer.checkpoint import load_checkpoint
+from learnae.peer.reporting import PHASES
 from learnae.scenario.process import PeerProcess, start_swarm
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,9 @@ def test_four_peers_on_3_class_shards_reach_090_and_their_ledgers_verify(tmp_pat
     assert all(r["merges"] > 0 for r in final), final
     accs = [r["test_accuracy"] for r in final]
     assert statistics.mean(accs) >= 0.90, accs
+    for r in final:  # where each peer's time went, as metrics.jsonl reports it
+        assert set(r["time_s"]) == set(PHASES) and r["time_s"]["train"] > 0, r["time_s"]
+        assert 0 < r["train_share"] <= 1 and r["fetch_latency_s"] > 0, r
     ids = {peer_id(p) for p in peers}
     for p in peers:
         proc = verify_ledger(p.data_dir)

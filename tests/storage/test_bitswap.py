@@ -92,6 +92,30 @@ async def test_fetch_from_several_providers_and_skip_one_without_the_data(seeded
     assert b"".join(read_file(cid, b.blocks.get_block)) == data
 
 
+async def test_a_lazy_fetch_asks_only_the_named_provider_and_falls_back_when_it_lacks_the_data(seeded):
+    """A snapshot fetched from its author costs the other peers nothing (eager=False)."""
+    data = content("lazy", 1000)
+    author, other, empty, b = await seeded("au", data), await seeded("ot", data), await seeded("em"), await seeded("b")
+    cid = (await author.pins())[0]
+    async with running_host() as ha, running_host() as ho, running_host() as he, running_host() as hb:
+        async with Bitswap(ha, author.blocks).run(), Bitswap(ho, other.blocks).run() as bso, \
+                Bitswap(he, empty.blocks).run() as bse, Bitswap(hb, b.blocks).run() as bsb:
+            for h in (ha, ho, he):
+                await hb.connect(info_from_p2p_addr(Multiaddr(full_addr(h))))
+            stats = await bsb.fetch(cid, [str(ha.get_id())], timeout_s=30, eager=False)
+            assert stats.providers == (str(ha.get_id()),)
+            assert bso.stats["wants_received"] == 0 and bse.stats["wants_received"] == 0
+            # the named provider has nothing: the connected peers are asked next, and deliver
+            b.blocks.gc()
+            stats = await bsb.fetch(cid, [str(he.get_id())], timeout_s=30, eager=False)
+            assert len(stats.providers) == 1 and stats.providers[0] in {str(ha.get_id()), str(ho.get_id())}
+            # eager (the default) asks every connected peer for the root at once
+            b.blocks.gc()
+            before = bse.stats["wants_received"]
+            await bsb.fetch(cid, [str(ho.get_id())], timeout_s=30)
+            assert bse.stats["wants_received"] > before
+    assert b"".join(read_file(cid, b.blocks.get_block)) == data
+
 async def test_silent_and_lying_providers_time_out_and_the_want_moves_on(seeded):
     """One provider never answers, one answers with wrong bytes: both are skipped, nothing bad is stored."""
     data = content("lie", SIZE)

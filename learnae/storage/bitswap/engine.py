@@ -236,6 +236,7 @@ class Bitswap:
         if msg.rejected:
             self.stats["rejected:unsupported-block-prefix"] += msg.rejected
         if msg.wants:
+            self.stats["wants_received"] += len(msg.wants)
             self._serve(peer, msg.wants)
         stored: list = []
         if msg.raw_blocks:
