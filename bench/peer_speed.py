@@ -12,7 +12,7 @@ inside training steps (``train_share``; the overhead is the rest) and where the
 rest went (``time_s``: the peer's training-loop phases, summed over the swarm).
 
 Run (settings after ``--`` go to both sides, e.g. a merge period):
-    .venv/bin/python -m bench.peer_speed --peers 8 --target 0.95
+    .venv/bin/python -m bench.peer_speed --peers 8 --target 0.95 --plot docs/img/peer-speed.png
     .venv/bin/python -m bench.peer_speed --peers 8 --target 0.95 -- --merge-every 20 --publish-every 20
 """
 
@@ -53,6 +53,30 @@ def time_to_target(runs: list[list[dict]], target: float) -> float | None:
     return None
 
 
+def plot(central: list[dict], swarm: list[list[dict]], target: float, path: Path) -> None:
+    """Test accuracy against seconds since the first step: the reference, each peer, the swarm mean."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t0 = min(t for t in (_start_time(r) for r in swarm) if t is not None)  # the swarm's first step
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    for i, recs in enumerate(swarm):
+        pts = [(r["time"] - t0, r["test_accuracy"]) for r in recs if r.get("step", 0) > 0 and r.get("test_accuracy")]
+        ax.plot(*zip(*pts), color="tab:blue", alpha=0.25, lw=0.8, label="each swarm peer (from the swarm's first step)" if i == 0 else None)
+    start = _start_time(central)
+    pts = [(r["time"] - start, r["test_accuracy"]) for r in central if r.get("step", 0) > 0 and r.get("test_accuracy")]
+    ax.plot(*zip(*pts), color="tab:red", lw=2, label="one centralized process (from its own first step)")
+    ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target {target}")
+    ax.set_xlabel("seconds since the first training step")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{len(swarm)} peer processes (IID) vs one process, same machine, same run")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    FigureCanvasAgg(fig).print_png(str(path))
+
+
 def run_centralized(root: Path, steps: int, extra: list[str]) -> list[dict]:
     p = PeerProcess.start(root / "central", ["--max-steps", str(steps), "--status-every-s", CENTRAL_STATUS_S, *extra])
     p.wait(3600)
@@ -75,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", type=int, default=8)
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--steps", type=int, default=1500, help="local steps per process (a budget, not a goal)")
+    ap.add_argument("--plot", type=Path, default=None, help="write accuracy over time to this PNG")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="peer-speed-"))
     central = run_centralized(root, args.steps, extra)
@@ -99,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(root),
     }
     print(json.dumps(result))
+    if args.plot is not None:
+        plot(central, swarm, args.target, args.plot)
     return 0
 
 

@@ -20,14 +20,11 @@ Own messages are flood-published to every subscribed peer (go-libp2p's default):
 one hop to everyone, and nothing lost in the second after a connect while the
 mesh is still empty. Relays forward along the mesh only.
 
-Mesh parameters for 4-64 peers: D=3, D_low=2, D_high=6, half the GossipSub
-paper's (and go-libp2p's) 6/4/12. Own messages already reach every connected
-peer in one hop (flood publish), so in a small swarm every mesh copy is a
-duplicate that each receiver still reads, decrypts and parses: with 8 peers and
-D=6 a peer took in ~6 copies of every announcement, and py-libp2p spends about
-a millisecond of CPU on each. With 64 peers a relayed message still reaches
-everyone in about log_3(64) ~ 3.8 hops. The gossip window (3 heartbeats of
-IHAVE) repairs any missed hop within seconds.
+Mesh parameters for 4-64 peers (the GossipSub paper's values, which go-libp2p
+also ships): D=6, D_low=4, D_high=12. With 4-7 peers everyone is in everyone's
+mesh (flooding, lowest latency); with 64 peers a message reaches everyone in
+about log_6(64) ~ 2.3 hops, while each peer forwards at most 12 copies. The
+gossip window (3 heartbeats of IHAVE) repairs any missed hop within seconds.
 """
 
 from __future__ import annotations
@@ -58,9 +55,9 @@ IDONTWANT_MIN_BYTES = 1024  # go-libp2p's IDontWantMessageThreshold
 class GossipParams:
     """GossipSub settings; the defaults suit swarms of 4 to 64 peers."""
 
-    degree: int = 3  # D: target mesh peers per topic
-    degree_low: int = 2  # D_low: graft below this
-    degree_high: int = 6  # D_high: prune above this
+    degree: int = 6  # D: target mesh peers per topic
+    degree_low: int = 4  # D_low: graft below this
+    degree_high: int = 12  # D_high: prune above this
     heartbeat_s: int = 1  # mesh maintenance + IHAVE gossip (go-libp2p uses 1 s)
     gossip_window: int = 3  # heartbeats of history advertised in IHAVE
     gossip_history: int = 5  # heartbeats of messages kept for IWANT

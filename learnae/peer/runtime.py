@@ -306,6 +306,8 @@ class Peer:
         Waits (bounded) until every live neighbour has announced a snapshot at
         ``max_steps`` or left, merges all their final snapshots at once, publishes
         the result, and keeps serving it briefly so later finishers can fetch it.
+        A connected swarm member none of whose snapshots has arrived yet is waited
+        for too: a short run can end before its first announcement does.
         """
         target = self.cfg.max_steps
         with trio.move_on_after(FINISH_WAIT_S):
@@ -313,6 +315,8 @@ class Peer:
                 excluded = self.merger.excluded()
                 pending = [a for a in self.view.authors()
                            if a not in excluded and self.view.latest(a).step < target]
+                pending += [p for p in self.gossip.topic_peers()
+                            if p not in excluded and self.view.latest(p) is None]
                 if not pending:
                     break
                 with trio.move_on_after(1.0):  # also re-check when nothing new arrives: a fork or a leave
