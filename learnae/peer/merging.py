@@ -154,9 +154,15 @@ class Merger:
 
     async def merge(self, local: list[np.ndarray], refs: list[SnapshotRef], step: int) -> Merged | None:
         """Fetch ``refs`` and merge them into ``local``; None when nothing usable arrived."""
-        excluded = self.excluded()  # refs chosen before a wait: a fork or a partition may have come since
-        refs = [r for r in refs if r.author not in excluded]
-        return await self.combine(local, refs, await self.fetch_all(refs, step), step)
+        return await self.combine(local, refs, await self.fetch_mergeable(refs, step), step)
+
+    async def fetch_mergeable(self, refs: list[SnapshotRef], step: int) -> list:
+        """:meth:`fetch_all` of the ``refs`` whose authors may still be merged.
+
+        Refs are chosen before a wait: a fork or a partition may have come since.
+        """
+        excluded = self.excluded()
+        return await self.fetch_all([r for r in refs if r.author not in excluded], step)
 
     async def combine(self, local: list[np.ndarray], refs: list[SnapshotRef], contributions: list,
                       step: int) -> Merged | None:

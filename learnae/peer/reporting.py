@@ -17,7 +17,6 @@ import logging
 import math
 import statistics
 import time
-
 from contextlib import contextmanager
 
 import trio

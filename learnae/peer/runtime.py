@@ -379,10 +379,8 @@ class Peer:
             self._background.start_soon(self._fetch_for_merge, refs, anchor, self.trainer.step)
 
     async def _fetch_for_merge(self, refs: list[SnapshotRef], anchor: list, step: int) -> None:
-        excluded = self.merger.excluded()  # a fork or a partition may have come during the wait
-        refs = [r for r in refs if r.author not in excluded]
         try:
-            contributions = await self.merger.fetch_all(refs, step)
+            contributions = await self.merger.fetch_mergeable(refs, step)
             if contributions:
                 self._fetched = (refs, contributions, anchor, step)  # merged at the loop's next stop
             else:
