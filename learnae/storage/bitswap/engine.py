@@ -171,7 +171,7 @@ class Bitswap:
                 nursery.cancel_scope.cancel()
                 self._nursery = None
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    for box in self._outboxes.values():
+                    for box in list(self._outboxes.values()):  # senders may drop theirs meanwhile
                         await _close(box.stream)
                     for stream in list(self._inbound):  # their reader tasks belong to the host
                         await _reset(stream)
