@@ -40,6 +40,46 @@ async def test_burst_of_200_from_one_peer_arrives_complete():
             assert stats["shed"] == 0 and stats["dropped"] == {} and stats["rejected"] == {}
 
 
+def _leave_out_of_hub_mesh(hub, leaf, backoff: bool):
+    """Take ``leaf`` out of the hub's mesh, as a PRUNE (``backoff``) or a late GRAFT would."""
+    from libp2p.peer.id import ID
+
+    router, topic = hub.gossip.router, hub.gossip.topic
+    pid = ID.from_base58(leaf.ident.peer_id)
+    router.mesh[topic].discard(pid)
+    if backoff:
+        router._add_back_off(pid, topic, False)
+    return pid
+
+
+def _cids(peer):
+    return {a.entry.cid for a in peer.got}
+
+
+async def test_a_peer_in_prune_backoff_still_gets_every_message_by_gossip():
+    """Out of the hub's mesh for the 60 s backoff: IHAVE/IWANT delivers, as the spec says."""
+    async with swarm(3) as (hub, author, leaf):
+        pid = _leave_out_of_hub_mesh(hub, leaf, backoff=True)
+        e = author.entry()
+        await author.gossip.publish(e)
+        assert await wait_until(lambda: e.cid in _cids(leaf), timeout_s=10)
+        assert pid not in hub.gossip.router.mesh[hub.gossip.topic]  # it came by gossip, not the mesh
+
+
+async def test_a_peer_grafted_just_after_a_message_passed_still_gets_it():
+    """A peer joining the mesh right after a message was forwarded is sent IHAVE for it once."""
+    async with swarm(3) as (hub, author, leaf):
+        pid = _leave_out_of_hub_mesh(hub, leaf, backoff=False)
+        e = author.entry()
+        await author.gossip.publish(e)
+        assert await wait_until(lambda: e.cid in _cids(hub))
+        await trio.sleep(0.2)  # forwarded to the hub's mesh, which lacks the leaf
+        router, topic = hub.gossip.router, hub.gossip.topic
+        router.mesh[topic].add(pid)  # then the leaf is grafted
+        router._notify_mesh_peer_added(pid, topic)
+        assert await wait_until(lambda: e.cid in _cids(leaf), timeout_s=10)
+
+
 async def test_late_joiner_gets_the_next_announcements():
     async with swarm(3) as peers:
         await peers[1].gossip.publish(peers[1].entry())
