@@ -110,6 +110,7 @@ async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload |
                 resumed = _resume(cfg, work)
                 ledger.fetch_block = store.get_block
                 peer = Peer(cfg, identity, work, swarm, ledger, store, store.bitswap, resumed=resumed)
+                peer.gate_dials(host)  # before discovery dials anyone
                 async with open_gossip(host, swarm, chain_check=peer.chain_check,
                                        publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
                         open_discovery(host, swarm, disc_params) as discovery:
@@ -187,6 +188,7 @@ class Peer:
         self._fetched: tuple | None = None  # (refs, contributions, anchor weights, step) to merge
         self._fetch_done = trio.Event()  # set when the background fetch has ended
         self._publishing: trio.Event | None = None  # set when the publish in flight is done
+        self._cut_off: set = set()  # peers the faults disconnected or refused a dial to
         self.leave_reason = "stopped"
         self.reporter = StatusReporter(self)
 
@@ -506,34 +508,42 @@ class Peer:
         await self.gossip.publish(twin)
         log.warning("attack: equivocated at seq %d (%s)", seq, twin.cid)
 
-    async def _apply_faults(self) -> None:
-        """Re-read the faults file and close connections the plan forbids (partition, topology).
-
-        Dials to forbidden peers fail at once (every dial of the host, the DHT's and
-        Bitswap's included, goes through the network's ``dial_peer``), so a partition
-        is not a storm of connections opened by one side and closed by the other.
-        """
+    def gate_dials(self, host) -> None:
+        """Refuse dials the faults forbid, from the first one on (every dial of the host,
+        the DHT's and Bitswap's included, goes through the network's ``dial_peer``),
+        so a partition is not a storm of connections opened by one side and closed by
+        the other. Refused peers are remembered, to be redialed when healed."""
+        if self.faults.path is None:
+            return
         from libp2p.network.exceptions import SwarmException
 
-        network = self.host.get_network()
+        network = host.get_network()
         dial_peer = network.dial_peer
 
         async def gated_dial(peer_id, *args, **kwargs):
             if not self.faults.may_connect(peer_id.to_base58()):
+                self._cut_off.add(peer_id)  # e.g. a bootstrap peer first dialed during a partition
                 raise SwarmException(f"dial to {peer_id} refused: an injected partition or topology forbids it")
             return await dial_peer(peer_id, *args, **kwargs)
 
         network.dial_peer = gated_dial
-        lost: set = set()  # peers we were connected to when the faults cut us off
+
+    async def _apply_faults(self) -> None:
+        """Re-read the faults file and close connections the plan forbids (partition, topology).
+
+        A peer cut off or refused a dial (:meth:`gate_dials`) is redialed as soon as
+        the plan allows it again, not when a bootstrap backoff grown during the
+        partition ends.
+        """
         async with trio.open_nursery() as redials:
             while True:
-                if self.faults.reload():
-                    for pid in [p for p in lost if self.faults.may_connect(p.to_base58())]:
-                        lost.discard(pid)  # healed: redial now, as a restored link would allow,
-                        redials.start_soon(self._redial, pid)  # not after the bootstrap backoff
+                self.faults.reload()
+                for pid in [p for p in self._cut_off if self.faults.may_connect(p.to_base58())]:
+                    self._cut_off.discard(pid)  # healed: redial now, as a restored link would allow
+                    redials.start_soon(self._redial, pid)
                 for pid in list(self.host.get_connected_peers()):
                     if not self.faults.may_connect(pid.to_base58()):
-                        lost.add(pid)
+                        self._cut_off.add(pid)
                         try:
                             await self.host.disconnect(pid)
                         except Exception as exc:  # noqa: BLE001 - a connection closing under us is fine
@@ -542,6 +552,7 @@ class Peer:
 
     async def _redial(self, peer_id) -> None:
         """Connect to a peer by its known addresses (best effort)."""
+        log.info("the faults allow %s again: redialing it", peer_id)
         with trio.move_on_after(self.cfg.fetch_timeout_s):
             try:
                 await self.host.connect(self.host.get_peerstore().peer_info(peer_id))

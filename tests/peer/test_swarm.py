@@ -157,3 +157,27 @@ def test_a_peer_starts_from_a_published_shard_manifest(tmp_path):
     with Ledger.open(b.data_dir, readonly=True) as led:
         shards = led.entries(author=peer_id(b), kind="shard")
     assert [str(e.body["shard"]) for e in shards] == [shard_cid]  # the very shard the manifest lists
+
+
+def test_a_bootstrap_peer_refused_during_a_partition_is_redialed_when_it_heals(tmp_path):
+    """Dials refused by a partition grow the bootstrap backoff; the heal does not wait for it."""
+    import json
+
+    args = ["--status-every-s", "0.5", *FOREVER]
+    a = PeerProcess.start(tmp_path / "a", args)
+    faults = tmp_path / "b-faults.json"
+    faults.write_text(json.dumps({"blocked": [peer_id(a)]}))
+    peers = [a]
+    try:
+        b = PeerProcess.start(tmp_path / "b", ["--bootstrap", a.addr, "--faults", str(faults), *args],
+                              env={"LEARNAE_LOG": "warning,learnae.peer=info,learnae.gossip.health=info"})
+        peers.append(b)
+        wait_until(lambda: "retrying in" in b.log_tail(), 60, "a refused bootstrap dial")
+        time.sleep(4)  # a few more refusals: the next bootstrap retry is seconds away
+        assert all(r.get("peers", 0) == 0 for r in b.metrics() if "step" in r)
+        assert "connected to bootstrap peer" not in b.log_tail(10000)  # refused from the first dial on
+        faults.write_text(json.dumps({"blocked": []}))  # heal
+        wait_until(lambda: f"the faults allow {peer_id(a)} again" in b.log_tail(10000), 30, "the redial")
+        wait_until(lambda: b.metrics() and b.metrics()[-1].get("peers", 0) >= 1, 60, "b connected to a")
+    finally:
+        kill_all(peers)
