@@ -20,13 +20,16 @@ Own messages are flood-published to every subscribed peer (go-libp2p's default):
 one hop to everyone, and nothing lost in the second after a connect while the
 mesh is still empty. Relays forward along the mesh only.
 
-Mesh parameters for 4-64 peers (the GossipSub paper's values, which go-libp2p
-also ships): D=6, D_low=4, D_high=12. With 4-7 peers everyone is in everyone's
-mesh (flooding, lowest latency); with 64 peers a message reaches everyone in
-about log_6(64) ~ 2.3 hops, while each peer forwards at most 12 copies. The
-gossip window (3 heartbeats of IHAVE) repairs any missed hop within seconds:
-including, unlike py-libp2p's own gossip, for peers in PRUNE backoff and peers
-grafted just after a message passed (:meth:`LearnaeGossipSub.gossip_heartbeat`).
+Mesh parameters: D=3, D_low=2, D_high=6, half the GossipSub paper's (and
+go-libp2p's) 6/4/12. Own messages already reach every connected subscriber in one
+hop, so in the small, densely connected swarms learnae runs (4-16 peers) each mesh
+copy a peer receives is a duplicate it still has to decrypt and parse, ~2 ms of CPU
+in py-libp2p: with 8 training peers on 2 cores, 6/4/12 made a swarm reach its target
+accuracy in 33 s, 3/2/6 in 23 s (docs/BENCHMARKS.md, Peer). A relayed message
+reaches 64 peers in about log_3(64) ~ 4 hops. The gossip window (3 heartbeats of
+IHAVE) repairs any missed hop within seconds: including, unlike py-libp2p's own
+gossip, for peers in PRUNE backoff and peers grafted just after a message passed
+(:meth:`LearnaeGossipSub.gossip_heartbeat`), which a mesh this small needs.
 """
 
 from __future__ import annotations
@@ -55,11 +58,11 @@ IDONTWANT_MIN_BYTES = 1024  # go-libp2p's IDontWantMessageThreshold
 
 @dataclass(frozen=True, slots=True)
 class GossipParams:
-    """GossipSub settings; the defaults suit swarms of 4 to 64 peers."""
+    """GossipSub settings; the defaults suit swarms of 4 to 64 peers, densely connected."""
 
-    degree: int = 6  # D: target mesh peers per topic
-    degree_low: int = 4  # D_low: graft below this
-    degree_high: int = 12  # D_high: prune above this
+    degree: int = 3  # D: target mesh peers per topic
+    degree_low: int = 2  # D_low: graft below this
+    degree_high: int = 6  # D_high: prune above this
     heartbeat_s: int = 1  # mesh maintenance + IHAVE gossip (go-libp2p uses 1 s)
     gossip_window: int = 3  # heartbeats of history advertised in IHAVE
     gossip_history: int = 5  # heartbeats of messages kept for IWANT

@@ -27,7 +27,7 @@ seed: 1
 duration: 40s
 partition: iid
 peers: 3
-train: {max_steps: 0, checkpoint_every: 10}
+train: {max_steps: 0, checkpoint_every: 5}
 events:
   - {at: 2s, partition: [[peer-0, peer-1], [peer-2]]}
   - {at: 14s, heal: true}
@@ -93,13 +93,17 @@ def test_the_killed_peer_resumed_from_its_checkpoint(run):
     _, _, report = run
     peer = report["peers"]["peer-1"]
     assert peer["starts"] == 2
-    steps = [p["step"] for p in peer["series"]]
-    # metrics.jsonl spans both lives: after the restart the step counter goes on, it never restarts at 0
-    drops = [(a, b) for a, b in zip(steps, steps[1:]) if b < a]
-    assert all(b > 0 for _, b in drops), steps
+    kill = next(e["t"] for e in report["events"] if e["action"] == "kill")
     restart = next(e["t"] for e in report["events"] if e["action"] == "restart")
+    before = [p["step"] for p in peer["series"] if p["t"] <= kill]
     after = [p["step"] for p in peer["series"] if p["t"] > restart]
-    assert after and after[0] > 0, f"the restarted peer began again at step 0: {steps}"
+    assert before and after, peer["series"]
+    # A step past a checkpoint boundary means that checkpoint was written (the loop
+    # checkpoints before it trains on); the status record of the boundary step itself
+    # may come first. metrics.jsonl spans both lives: the counter goes on from there.
+    every = 5
+    saved = (max(before) - 1) // every * every
+    assert min(after) >= saved, f"killed at step {max(before)}, restarted at {min(after)}"
 
 
 def _entries(out: Path) -> list:
