@@ -94,7 +94,7 @@ async def _serve(cfg: PeerConfig, data_dir, identity: Identity, work: Workload |
     if cfg.storage == "kubo":  # files in the daemon; ledger entries stay on this host's own Bitswap
         from functools import partial
 
-        from learnae.peer.kubo_backend import check_kubo_api, open_kubo_node
+        from learnae.storage.kubo_node import check_kubo_api, open_kubo_node
 
         await check_kubo_api(cfg.kubo_api)  # UserError (exit 2) naming --kubo-api, before a port opens
         open_node = partial(open_kubo_node, api=cfg.kubo_api)

@@ -25,7 +25,7 @@ from learnae.gossip import connect, full_addrs, open_host
 from learnae.identity import Identity
 from learnae.ledger import Ledger, Status
 from learnae.peer.blocks import LedgerBackedBlocks
-from learnae.peer.kubo_backend import KuboFetcher, open_kubo_node
+from learnae.storage.kubo_node import KuboFetcher, open_kubo_node
 from learnae.scenario.process import start_swarm
 from learnae.storage.blockstore import BlockStore
 from learnae.storage.cid import cid_of
