@@ -8,8 +8,10 @@ from pathlib import Path
 here = Path(__file__).resolve().parent
 print("Benchmarks (results and the exact commands used: docs/BENCHMARKS.md):\n")
 for path in sorted(here.glob("*.py")):
-    if path.name.startswith("_"):
+    text = path.read_text()
+    # Helpers (the averaging simulator, its MLP) have no entry point: they are not benchmarks.
+    if path.name.startswith("_") or 'if __name__ == "__main__"' not in text:
         continue
-    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    doc = ast.get_docstring(ast.parse(text)) or ""
     print(f"  python -m bench.{path.stem:<20} {doc.splitlines()[0] if doc else ''}")
 print("\n`make scenarios` runs every shipped scenario (python -m bench.scenarios).")

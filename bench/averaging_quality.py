@@ -5,8 +5,9 @@ Two experiments (numbers go to docs/BENCHMARKS.md "## Averaging" and docs/averag
 * ``noniid``: 8 peers x 2 classes each (``classes:2``) against a centralized model
   trained in the same run with the same MLP and optimizer. Sweeps merge period, number
   of neighbours, momentum handling and rule.
-* ``byzantine``: 8 peers of which 2 attack (sign-flip, gaussian, a-little-is-enough,
-  scaled), IID and non-IID, every rule x attack, plus each rule's clean-run accuracy.
+* ``byzantine``: 8 peers of which 2 attack (sign-flip, noise, a-little-is-enough,
+  scaled: the peer's attack names), IID and non-IID, every rule x attack, plus each
+  rule's clean-run accuracy.
 
 Usage (from the repo root)::
 
@@ -27,11 +28,12 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
+from bench.averaging_sim import ATTACKS as SIM_ATTACKS
+from bench.averaging_sim import SimConfig, simulate, train_centralized
 from learnae.averaging import RULES
-from learnae.averaging.sim import SimConfig, simulate, train_centralized
 from learnae.data.partition import partition
 
-ATTACKS = ("sign-flip", "gaussian", "alie", "scaled")
+ATTACKS = tuple(a for a in SIM_ATTACKS if a != "none")  # column order of the tables and the plot
 # The defaults recommended for PeerConfig (see docs/averaging.md): what this benchmark found best
 # at a realistic merge period.
 BEST = dict(rule="weighted", topology="random-k", k=4, merge_every=10, lr=0.05, momentum=0.9, momentum_on_merge="keep")
@@ -174,7 +176,7 @@ def byzantine(args) -> dict:
                 r = _run(cfg, data, scheme, seeds)
                 cells.append({"scheme": scheme, "rule": rule, "attack": attack, "mean_acc": r["mean_acc"],
                               "min_acc": r["min_acc"]})
-                print(f"{scheme:9s} {rule:13s} {attack:9s} {r['mean_acc']:.3f} (min {r['min_acc']:.3f}) "
+                print(f"{scheme:9s} {rule:13s} {attack:18s} {r['mean_acc']:.3f} (min {r['min_acc']:.3f}) "
                       f"{time.perf_counter() - t0:.1f}s", flush=True)
     out = {"experiment": "byzantine", "steps": args.steps, "seeds": seeds, "base": asdict(base), "cells": cells}
     _print_byzantine(out, rules)

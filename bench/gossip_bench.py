@@ -1,6 +1,6 @@
 """Gossip benchmarks: propagation to all of N peer processes, and sustained rate.
 
-Runs learnae's gossip node (``python -m learnae.gossip.node``) and, side by side in
+Runs learnae's gossip node (``python -m tests.gossip.node``, from the repo root) and, side by side in
 the same run, a reference node built from py-libp2p 0.8.1's defaults
 (``bench/gossip_ref_node.py``). Every peer is its own process on 127.0.0.1; each
 joins by dialing two earlier peers (a connected, sparse graph), with no DHT.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.gossip.procs import NodeProc  # noqa: E402
 
 SWARM = "8cbb34e94bc00dcc"
-STACKS = {"learnae": ("learnae.gossip.node", ["--no-dht"]), "reference": ("bench.gossip_ref_node", [])}
+STACKS = {"learnae": ("tests.gossip.node", ["--no-dht"]), "reference": ("bench.gossip_ref_node", [])}
 
 
 def start(stack: str, n: int, seed: int) -> list[NodeProc]:

@@ -1,6 +1,6 @@
 """Reference gossip node: py-libp2p 0.8.1 as shipped, for side-by-side benchmarks.
 
-Same JSON-line protocol and the same signed entries as ``python -m learnae.gossip.node``
+Same JSON-line protocol and the same signed entries as ``python -m tests.gossip.node``
 (publish, stats, quit; ``recv`` events), but built from py-libp2p's defaults:
 ``new_host()``, ``Pubsub(host, GossipSub(protocols, 6, 4, 12))`` with every other
 constructor default (120 s heartbeat, 10 msg/s spam limit, 32-slot subscription

@@ -16,7 +16,7 @@ import time
 
 from bench.ledger_data import make_history
 from learnae.ledger.entry import decode_entry
-from learnae.ledger.fuzz import run_fuzz
+from tests.ledger.fuzz import run_fuzz
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ Example:
 Export formats (``learnae key export``):
     * ``libp2p-protobuf``: the libp2p ``PrivateKey`` protobuf with the 64-byte
       seed+public key go-libp2p and Kubo expect (``ipfs key import`` reads it as
-      ``libp2p-protobuf-cleartext``). py-libp2p itself writes only the 32-byte seed
-      (see ../shared/FACTS.md); :func:`Identity.from_bytes` accepts both.
+      ``libp2p-protobuf-cleartext``). py-libp2p 0.8.1 itself writes only the 32-byte
+      seed; :func:`Identity.from_bytes` accepts both.
     * ``pem-pkcs8``: PKCS#8 PEM (``ipfs key import --format=pem-pkcs8-cleartext``).
 """
 

@@ -6,8 +6,9 @@ snapshots into :class:`Contribution` values and calls :func:`merge`.
 
 Modules: ``contribution`` (values, validation), ``linear`` (mean, weighted, staleness,
 consensus, push-sum), ``robust`` (median, trimmed-mean, krum, multi-krum,
-centered-clip), ``merge`` (the pipeline and the per-neighbour weight cap), ``compress``
-(float16 / int8 / delta encodings for snapshots), ``sim`` (an in-process simulator).
+centered-clip), ``merge`` (the pipeline and the per-neighbour weight cap). Snapshot
+encodings (float16, int8) belong to the snapshot codec, :mod:`learnae.storage.compress`;
+the in-process swarm simulator is a benchmark harness, ``bench/averaging_sim.py``.
 
 Example:
     >>> import numpy as np

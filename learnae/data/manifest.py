@@ -233,7 +233,7 @@ async def fetch_dataset(store: ContentStore, cid, shard: str = "", *, partition:
 
 
 def shard_entry_body(shard_cid, ds: Dataset, *, manifest_cid=None, index: int | None = None) -> dict:
-    """The body of a ledger ``shard`` entry (DESIGN.md section 4) for this peer's data."""
+    """The body of a ledger ``shard`` entry (docs/architecture.md, "Wire formats") for this peer's data."""
     body = {"shard": shard_cid, "samples": len(ds), "classes": ds.class_histogram()}
     if manifest_cid is not None:
         body["manifest"] = manifest_cid

@@ -14,8 +14,8 @@
 
 Shutdown is ordered so it cannot crash: flush the publish queue, stop accepting
 pubsub streams and messages, close every connection, and only then stop the
-pubsub services (FACTS.md: leaving while messages arrive raised "Nursery is
-closed to new arrivals" in 9 of 10 runs).
+pubsub services (with py-libp2p 0.8.1, leaving while messages arrive raised
+"Nursery is closed to new arrivals" in 9 of 10 runs of 8 hosts).
 
 Example:
     >>> async with open_host(ident) as host, open_gossip(host, sid) as gossip:  # doctest: +SKIP

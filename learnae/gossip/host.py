@@ -1,6 +1,6 @@
 """The libp2p host every learnae peer runs: Ed25519 identity, TCP + Noise + Yamux.
 
-py-libp2p's ``new_host()`` defaults are not what a peer wants (../shared/FACTS.md):
+py-libp2p's ``new_host()`` defaults are not what a peer wants (measured on 0.8.1):
 it offers plaintext, secio and TLS next to Noise, every ``connect()`` waits
 ~250 ms for a happy-eyeballs race unless ``max_connections_per_peer=1``, and
 leaving its context while streams are busy can crash the process. This module
@@ -64,7 +64,7 @@ def connection_config(**overrides: Any) -> ConnectionConfig:
     """The connection settings learnae uses.
 
     ``max_connections_per_peer=1`` turns py-libp2p's 250 ms dial race into a
-    single direct dial (4 ms on loopback, FACTS.md).
+    single direct dial (4.4 ms on loopback, measured with py-libp2p 0.8.1).
     """
     params: dict[str, Any] = {"max_connections_per_peer": 1, "dial_timeout": CONNECT_TIMEOUT_S}
     params.update(overrides)

@@ -1,6 +1,6 @@
 """GossipSub as learnae runs it: tuned parameters, and no silent loss anywhere.
 
-py-libp2p 0.8.1 loses messages without a word in four places (../shared/FACTS.md);
+py-libp2p 0.8.1 loses messages without a word in four places (measured; docs/gossip.md);
 this module closes each one:
 
 * **Spam protection** drops more than 10 msg/s per topic and forwarder. We keep

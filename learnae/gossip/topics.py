@@ -1,4 +1,4 @@
-"""Swarm ids and topic names: ``/learnae/1/<swarm>/entries`` (DESIGN.md section 4).
+"""Swarm ids and topic names: ``/learnae/1/<swarm>/entries`` (docs/architecture.md, "Wire formats").
 
 ``<swarm>`` is a short hash of the swarm name and the model fingerprint, so
 peers training different models never share a topic even if they pick the

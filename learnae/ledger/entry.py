@@ -1,6 +1,6 @@
 """Ledger entries: the signed, content-addressed records every peer appends to its chain.
 
-An entry is a DAG-CBOR map (../shared/DESIGN.md section 4)::
+An entry is a DAG-CBOR map (docs/architecture.md, "Wire formats")::
 
     {v: 1, swarm, author, seq, prev: CID|null, ts: unix ms, kind, body, sig}
 

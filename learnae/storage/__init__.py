@@ -1,9 +1,11 @@
 """learnae.storage: content-addressed storage, Kubo-compatible.
 
 CIDs, the on-disk block store, UnixFS files (the CIDs ``ipfs add`` gives),
-the snapshot codec, Bitswap 1.2.0 on a py-libp2p host, and the Kubo backend.
-Layering: imports libp2p, ipfshttpclient and ``learnae.averaging.compress``;
-never ``learnae.gossip`` or ``learnae.peer`` (a host is passed in).
+the snapshot codec (with its float16 / int8 encodings, ``compress``), Bitswap
+1.2.0 on a py-libp2p host, and the Kubo backend.
+Layering: imports libp2p, ipfshttpclient and, of learnae, only the foundation
+modules (``errors``, ``fsutil``, ``threads``, ``log``); never ``learnae.gossip`` or
+``learnae.peer`` (a host is passed in). See docs/architecture.md.
 """
 
 from learnae.storage.blockstore import BlockNotFoundError, BlockStore, CorruptBlockError

@@ -7,7 +7,7 @@ by ``safetensors.numpy.load``) whose ``__metadata__`` carries:
 * ``learnae.fingerprint``: :func:`fingerprint` of the model (names, shapes,
   dtypes), so peers never merge weights of different models;
 * ``learnae.encoding``: ``float32``, ``float16`` or ``int8`` (per-tensor
-  symmetric scale, :mod:`learnae.averaging.compress`), with the scales in
+  symmetric scale, :mod:`learnae.storage.compress`), with the scales in
   ``learnae.scales``;
 * ``learnae.step``, the tensor order (``learnae.names``), the model dtypes and
   a free ``learnae.metadata`` JSON object.
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from learnae.averaging.compress import dequantize_int8, from_float16, quantize_int8, to_float16
 from learnae.errors import InvalidSnapshotError
+from learnae.storage.compress import dequantize_int8, from_float16, quantize_int8, to_float16
 
 __all__ = ["ENCODINGS", "MAX_HEADER_BYTES", "Snapshot", "fingerprint", "encode_snapshot", "decode_snapshot"]
 

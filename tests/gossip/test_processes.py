@@ -1,4 +1,4 @@
-"""Gossip between separate peer processes (python -m learnae.gossip.node) on 127.0.0.1."""
+"""Gossip between separate peer processes (python -m tests.gossip.node) on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from learnae.errors import InvalidEntryError
 from learnae.identity import verify_signature
 from learnae.ledger import cbor
 from learnae.ledger.entry import MAX_ENTRY_BYTES, Entry, decode_entry, now_ms, sign_entry
-from learnae.ledger.fuzz import run_fuzz
 from tests.ledger.chains import SWARM, ident, make_chain, raw_cid
+from tests.ledger.fuzz import run_fuzz
 
 
 def reason_of(data: bytes, **kw) -> str:

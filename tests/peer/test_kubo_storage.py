@@ -1,7 +1,7 @@
 """Peers with ``--storage kubo``: snapshots and shards in a Kubo daemon, ledger entries on their own hosts.
 
 No Kubo daemon with an RPC API runs on this machine (``kubo-peer`` embeds Kubo
-without one), so the daemon here is :class:`learnae.testing.kubo.FakeKuboRPC`:
+without one), so the daemon here is :class:`learnae.testing.fake_kubo.FakeKuboRPC`:
 a real HTTP server speaking Kubo's ``/api/v0`` shapes over a real block store,
 run in the test process. Two real ``learnae peer start`` processes share it,
 as two peers share one Kubo service in compose. It checks learnae's side (what
@@ -31,7 +31,7 @@ from learnae.storage.blockstore import BlockStore
 from learnae.storage.cid import cid_of
 from learnae.storage.kubo import KuboStore
 from learnae.storage.unixfs import CHUNK_BYTES
-from learnae.testing.kubo import FakeKuboRPC
+from learnae.testing.fake_kubo import FakeKuboRPC
 
 # ipfshttpclient passes urllib3 an argument it deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
 
-from tests.conftest import SHARED
-
-VECTORS_PATH = SHARED / "vectors" / "unixfs-cids.json"
+# A copy kept in the repository, so the suite runs from a plain clone (vectors/README.md).
+VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "unixfs-cids.json"
 
 
 def content(seed: str, size: int) -> bytes:
-    """The vectors' content function (../shared/vectors/README.md)."""
+    """The vectors' content function (tests/storage/vectors/README.md)."""
     n = (size + 31) // 32
     return b"".join(hashlib.sha256(f"{seed}:{i}".encode("ascii")).digest() for i in range(n))[:size]
 

@@ -1,4 +1,4 @@
-"""Interop with a real Kubo node (v0.22 via ../shared/tools/kubo-peer): both directions, same CIDs."""
+"""Interop with a real Kubo node (v0.22 via the kubo-peer test tool, tests/kubo_peer.py): both directions, same CIDs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import trio
 from learnae.storage.bitswap import Bitswap
 from learnae.storage.store import EmbeddedStore
 from learnae.storage.unixfs import read_file, unixfs_cid
-from learnae.testing.kubo import KuboUnavailable, open_kubo_peer
+from tests.kubo_peer import KuboUnavailable, open_kubo_peer
 from tests.storage.conftest import full_addr, running_host
 
 pytestmark = pytest.mark.kubo

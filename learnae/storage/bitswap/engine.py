@@ -1,6 +1,6 @@
 """Bitswap 1.2.0 on a running py-libp2p host: the wire, the server, the dispatcher.
 
-Why not py-libp2p's shipped ``libp2p.bitswap`` (../shared/FACTS.md): it answers
+Why not py-libp2p's shipped ``libp2p.bitswap`` (0.8.1, docs/storage.md): it answers
 on the requester's stream, and go-bitswap (Kubo) only reads answers from
 streams the *responder* opens, so Kubo cannot fetch from it; and it stalls ~1 s
 every 32 blocks. Here, as in go-bitswap, every peer gets one long-lived

@@ -1,4 +1,4 @@
-"""Random and mutated inputs for fuzzing the entry decoder (tests and bench/ledger_fuzz.py).
+"""Random and mutated inputs for fuzzing the entry decoder (tests/ledger/test_entry.py, bench/ledger_fuzz.py).
 
 A decoder of network bytes must answer every input with a value or an
 :class:`~learnae.errors.InvalidEntryError`, never another exception.

@@ -1,4 +1,4 @@
-"""Lossy encodings of weight tensors, used by the snapshot codec.
+"""Lossy encodings of weight tensors, used by the snapshot codec (:mod:`learnae.storage.snapshot`).
 
 Three independent tools, each with a documented worst-case error:
 

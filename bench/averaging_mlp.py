@@ -5,7 +5,8 @@ axis: ``W1 (N, d, h)``, ``b1 (N, h)``, ``W2 (N, h, c)``, ``b2 (N, c)``. One batc
 matmul steps all peers together, which keeps an 8-peer run on the digits dataset to a
 few seconds on two cores. Parameter order and shapes match a Keras
 ``Dense(h, relu) -> Dense(c)`` model, so settings found here carry over to the peer
-runtime's models.
+runtime's models. A research harness of :mod:`bench.averaging_sim`, not part of the
+installed library.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """A standalone gossip node process, driven by JSON lines (tests, benchmarks, debugging).
 
-Run ``python -m learnae.gossip.node --swarm SID [--listen MA] [--bootstrap MA]...``.
+Run from the repository root (``tests`` is a package there, not part of the
+installed library): ``python -m tests.gossip.node --swarm SID [--listen MA]
+[--bootstrap MA]...``.
 The first stdout line is the node's full multiaddr (what others pass as
 ``--bootstrap``); every later line is one JSON event. Commands arrive on stdin,
 one JSON object per line:
@@ -140,7 +142,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m learnae.gossip.node", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tests.gossip.node", description=__doc__.split("\n")[0])
     ap.add_argument("--swarm", required=True, help="swarm id (16 hex chars)")
     ap.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0")
     ap.add_argument("--bootstrap", action="append", default=[])

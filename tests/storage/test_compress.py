@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays, array_shapes
 
-from learnae.averaging.compress import (
+from learnae.storage.compress import (
     FLOAT16_MAX,
     apply_delta,
     delta,

@@ -4,19 +4,25 @@ No networking and no TensorFlow: peers step in lock-step on their own shards, pu
 snapshot every ``merge_every`` local steps and merge their neighbours' snapshots through
 :func:`learnae.averaging.merge`, exactly as the peer runtime does. It exists to compare
 rules, topologies, merge periods and momentum handling quickly, and to measure how
-Byzantine peers hurt each rule (``bench/averaging_quality.py``).
+Byzantine peers hurt each rule (``bench/averaging_quality.py``). It is a research
+harness, not part of the installed library, so it lives in ``bench/``; the MLP it
+trains is :mod:`bench.averaging_mlp`.
 
 Asynchrony is modelled by staleness: with ``max_lag`` > 0 each neighbour's snapshot is
 one published between 0 and ``max_lag`` merge periods ago (drawn at random), and the
 contribution carries that age in ``staleness_steps``.
 
 Attackers (the last ``n_attackers`` peers) know every honest snapshot (gossip is
-public). With ``mu``/``sigma`` the coordinate-wise mean/std of the honest snapshots:
+public). Attack names are the peer's own (:data:`learnae.peer.faults.ATTACK_MODES`), so a
+result here names the same attack as a scenario's ``byzantine`` event. With
+``mu``/``sigma`` the coordinate-wise mean/std of the honest snapshots:
 ``sign-flip`` publishes ``-attack_scale * mu`` (default 4: with 2 of 8 attackers the plain
-mean becomes ``-mu / 4``, a flipped model; an unscaled ``-mu`` only shrinks the mean); ``gaussian`` publishes ``mu + N(0, attack_scale^2)``;
-``alie`` ("a little is enough", Baruch et al. 2019) publishes ``mu - z * sigma`` with
-``z`` from the paper's formula; ``scaled`` (model replacement, Bagdasaryan et al. 2020)
-trains on flipped labels and publishes ``mu + attack_scale * (x_attacker - mu)``.
+mean becomes ``-mu / 4``, a flipped model; an unscaled ``-mu`` only shrinks the mean);
+``noise`` publishes ``mu + N(0, attack_scale^2)``; ``a-little-is-enough`` (Baruch et
+al. 2019) publishes ``mu - z * sigma`` with ``z`` from the paper's formula; ``scaled``
+(model replacement, Bagdasaryan et al. 2020) trains on flipped labels and publishes
+``mu + attack_scale * (x_attacker - mu)``. ``equivocate`` (two signed entries with one
+seq) attacks the ledger, which the simulator does not have, so it is refused.
 
 Example:
     >>> import numpy as np
@@ -37,14 +43,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.averaging_mlp import accuracy, init_params, loss_and_grads
 from learnae.averaging.contribution import Contribution
 from learnae.averaging.merge import RULES, merge
-from learnae.averaging.mlp import accuracy, init_params, loss_and_grads
+from learnae.peer.faults import ATTACK_MODES
 
 __all__ = ["SimConfig", "SimResult", "simulate", "train_centralized", "TOPOLOGIES", "ATTACKS", "MOMENTUM_MODES"]
 
 TOPOLOGIES = ("complete", "ring", "random-k")
-ATTACKS = ("none", "sign-flip", "gaussian", "alie", "scaled")
+# The weight attacks of the peer's vocabulary; equivocation needs a ledger, which the sim lacks.
+_NOT_SIMULATED = ("equivocate",)
+ATTACKS = ("none",) + tuple(m for m in ATTACK_MODES if m not in _NOT_SIMULATED)
 MOMENTUM_MODES = ("keep", "reset", "average")
 
 
@@ -68,13 +77,16 @@ class SimConfig:
     max_lag: int = 0  # merge periods a neighbour's snapshot may be old
     attack: str = "none"
     n_attackers: int = 0
-    attack_scale: float = 0.0  # 0 = the attack's default (sign-flip: 4, gaussian: 1, scaled: n_peers)
+    attack_scale: float = 0.0  # 0 = the attack's default (sign-flip: 4, noise: 1, scaled: n_peers)
     eval_every: int = 100  # steps
     seed: int = 0
 
     def check(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"rule {self.rule!r} not in {RULES}")
+        if self.attack in _NOT_SIMULATED:
+            raise ValueError(f"attack {self.attack!r} forks the ledger, which the simulator does not have "
+                             f"(attack in {ATTACKS})")
         if self.topology not in TOPOLOGIES or self.attack not in ATTACKS or self.momentum_on_merge not in MOMENTUM_MODES:
             raise ValueError(f"topology in {TOPOLOGIES}, attack in {ATTACKS}, momentum_on_merge in {MOMENTUM_MODES}")
         if not 0 <= self.n_attackers < self.n_peers or (self.attack == "none") != (self.n_attackers == 0):
@@ -106,7 +118,7 @@ def _neighbours(cfg: SimConfig, i: int, rng: np.random.Generator) -> list[int]:
     return sorted(rng.choice(others, size=min(cfg.k, len(others)), replace=False).tolist())
 
 
-def _alie_z(n: int, f: int) -> float:
+def _little_is_enough_z(n: int, f: int) -> float:
     s = n // 2 + 1 - f
     return statistics.NormalDist().inv_cdf((n - s) / n) if 0 < (n - s) / n < 1 else 1.0
 
@@ -115,11 +127,11 @@ def _attack(cfg: SimConfig, honest: list[list[np.ndarray]], own: list[np.ndarray
     mu = [np.mean([h[t] for h in honest], axis=0) for t in range(len(own))]
     if cfg.attack == "sign-flip":
         return [(-(cfg.attack_scale or 4.0) * m).astype(np.float32) for m in mu]
-    if cfg.attack == "gaussian":
+    if cfg.attack == "noise":
         s = cfg.attack_scale or 1.0
         return [(m + rng.normal(0, s, m.shape)).astype(np.float32) for m in mu]
-    if cfg.attack == "alie":
-        z = _alie_z(cfg.n_peers, cfg.n_attackers)
+    if cfg.attack == "a-little-is-enough":
+        z = _little_is_enough_z(cfg.n_peers, cfg.n_attackers)
         return [(m - z * np.std([h[t] for h in honest], axis=0)).astype(np.float32) for t, m in enumerate(mu)]
     s = cfg.attack_scale or float(cfg.n_peers)  # scaled: boost the poisoned model's deviation
     return [(m + s * (o - m)).astype(np.float32) for m, o in zip(mu, own)]
