@@ -193,6 +193,8 @@ class KuboNode(Store):
 
     async def get(self, cid: CID, *, providers: Sequence[object] = ()) -> bytes:
         cid = parse_cid(cid)
+        if self._is_local(cid):  # a ledger entry is no UnixFS file, and never in Kubo: say so at once
+            return await self.local.get(cid, providers=providers)
         data = self.bitswap.take(cid)
         if data is None:
             await self.bitswap.fetch(cid, providers, timeout_s=self.fetch_timeout_s)

@@ -1,59 +1,216 @@
-"""``MemoryStore``: an in-memory content store for unit tests.
+"""``MemoryStore``: an in-memory :class:`~learnae.storage.store.Store` for unit tests.
 
-It implements the ``put``/``get``/``has`` part of ``learnae.storage.Store`` over a
-dict. CIDs are CIDv1 ``raw`` sha2-256 of the whole byte string (a real store
-chunks into UnixFS, so CIDs of data over one block differ; nothing here depends
-on that). ``get`` verifies the bytes against the CID like a real store, and
-raises ``learnae.errors.FetchError`` for unknown CIDs. Use it to test code that
-publishes and fetches content without starting a node.
+It implements the whole ``Store`` interface over a dict of blocks, with the
+CIDs of the real stores: ``put`` imports the bytes as a UnixFS file with
+:class:`~learnae.storage.unixfs.Importer` (256 KiB chunks, raw leaves, CIDv1),
+so it returns exactly the CID ``ipfs add --cid-version=1`` prints, and every
+block of the DAG (leaves and inner ``dag-pb`` nodes) can be read back with
+``get_block``. Pins are recursive, ``gc`` removes what no pin reaches, and
+``put_block``/``get_block`` take single blocks (e.g. dag-cbor ledger entries).
+Nothing touches the disk or the network. It passes the same contract as the
+real stores (``tests/storage/test_store_contract.py``), so code tested against
+it behaves the same on an :class:`~learnae.storage.store.EmbeddedStore` or Kubo.
+
+Errors, as the real stores raise them:
+
+* :class:`~learnae.errors.FetchError` for content that is not stored (nothing is
+  fetched from anywhere, so it is immediate);
+* :class:`~learnae.errors.InvalidBlockError` for a block that does not hash to
+  its CID (in ``put_block``, or a block a test tampered with in :attr:`MemoryStore.blocks`
+  when it is read) or is over :data:`~learnae.storage.cid.MAX_BLOCK_BYTES`, and
+  for a ``get`` of a CID that is not a UnixFS file.
+
+``puts`` and ``gets`` count the calls of :meth:`MemoryStore.put` and
+:meth:`MemoryStore.get` (not of the block methods).
 
 Example:
     >>> import trio
     >>> store = MemoryStore()
     >>> cid = trio.run(store.put, b"hello")
+    >>> str(cid)                             # what `ipfs add --cid-version=1` prints
+    'bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq'
     >>> trio.run(store.get, cid)
     b'hello'
+    >>> async def loose_file():
+    ...     big = await store.put(bytes(600_000), pin=False)   # 3 chunks, 2 of them equal
+    ...     return big, await store.gc(), await store.has(big), await store.has(cid)
+    >>> big, removed, has_big, has_hello = trio.run(loose_file)
+    >>> removed, has_big, has_hello          # the root and its 2 distinct leaves went; "hello" is pinned
+    (3, False, True)
+    >>> store.puts, store.gets
+    (2, 1)
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 
-from multiformats import CID, multihash
+import dag_cbor
+import trio
+from multiformats import CID
 
-from learnae.errors import FetchError, InvalidBlockError
+from learnae.errors import FetchError
+from learnae.storage.cid import DAG_CBOR, DAG_PB, block_key, parse_cid, verify_block
+from learnae.storage.dagpb import decode_node
+from learnae.storage.store import Store
+from learnae.storage.unixfs import Importer, read_file, unixfs_cid
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
-    """Content-addressed bytes in a dict; counts ``puts`` and ``gets``."""
+class MemoryStore(Store):
+    """Content-addressed blocks in a dict; counts ``puts`` and ``gets``.
+
+    Attributes:
+        blocks: every stored block, by :func:`~learnae.storage.cid.block_key`
+            (base32 CIDv1, so a CIDv0 and a CIDv1 of one block share an entry).
+            Tests may tamper with it; reads verify every block.
+        puts: how many times :meth:`put` was called.
+        gets: how many times :meth:`get` was called.
+    """
 
     def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
+        self.blocks: dict[str, bytes] = {}
+        self._pins: dict[str, CID] = {}  # block_key -> the CID as given to pin()
         self.puts = 0
         self.gets = 0
 
     @staticmethod
     def cid_of(data: bytes) -> CID:
-        return CID("base32", 1, "raw", multihash.wrap(hashlib.sha256(data).digest(), "sha2-256"))
+        """The CID :meth:`put` gives ``data`` (``ipfs add --cid-version=1``); nothing is stored."""
+        return unixfs_cid(data)
 
-    async def put(self, data: bytes) -> CID:
-        data = bytes(data)
-        cid = self.cid_of(data)
-        self.blobs[str(cid)] = data
+    # -- files ---------------------------------------------------------------------
+
+    async def put(self, data: bytes, *, pin: bool = True) -> CID:
+        """Store ``data`` as a UnixFS file (pinned unless ``pin=False``); return its root CID."""
+        await trio.lowlevel.checkpoint()
         self.puts += 1
+        imp = Importer(self._store_verified)
+        imp.write(data)
+        cid = imp.finish()
+        if pin:
+            self._pins[block_key(cid)] = cid
         return cid
 
-    async def get(self, cid: CID | str) -> bytes:
+    async def get(self, cid: CID | str, *, providers: Sequence[object] = ()) -> bytes:
+        """The file's bytes, every block verified (``providers`` are ignored: nothing is fetched).
+
+        Raises:
+            FetchError: a block of the file is not stored.
+            InvalidBlockError: a stored block does not match its CID, or ``cid`` is not a UnixFS file.
+        """
+        await trio.lowlevel.checkpoint()
         self.gets += 1
-        key = str(CID.decode(str(cid)).set(base="base32"))
-        if key not in self.blobs:
-            raise FetchError(f"{cid} is not in this MemoryStore")
-        data = self.blobs[key]
-        if self.cid_of(data) != CID.decode(key):
-            raise InvalidBlockError(f"{cid}: stored bytes do not match the CID")
-        return data
+        cid = parse_cid(cid)
+        return b"".join(read_file(cid, self._read))
 
     async def has(self, cid: CID | str) -> bool:
-        return str(CID.decode(str(cid)).set(base="base32")) in self.blobs
+        await trio.lowlevel.checkpoint()
+        return block_key(parse_cid(cid)) in self.blocks
+
+    # -- pins and gc ---------------------------------------------------------------
+
+    async def pin(self, cid: CID | str) -> None:
+        """Pin ``cid`` recursively.
+
+        Raises:
+            FetchError: ``cid`` or a block it links to is not stored (nothing is pinned).
+        """
+        await trio.lowlevel.checkpoint()
+        cid = parse_cid(cid)
+        self._reachable([cid], strict=True)
+        self._pins[block_key(cid)] = cid
+
+    async def unpin(self, cid: CID | str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._pins.pop(block_key(parse_cid(cid)), None)
+
+    async def pins(self) -> list[CID]:
+        await trio.lowlevel.checkpoint()
+        return list(self._pins.values())
+
+    async def gc(self) -> int:
+        """Remove every block no pin reaches (dag-pb links, CIDs inside dag-cbor); return how many."""
+        await trio.lowlevel.checkpoint()
+        keep = self._reachable(list(self._pins.values()), strict=False)
+        gone = [key for key in self.blocks if key not in keep]
+        for key in gone:
+            del self.blocks[key]
+        return len(gone)
+
+    # -- blocks --------------------------------------------------------------------
+
+    async def put_block(self, cid: CID | str, data: bytes) -> None:
+        """Store one block under ``cid``.
+
+        Raises:
+            InvalidBlockError: ``data`` does not hash to ``cid``, or is over 2 MiB.
+        """
+        await trio.lowlevel.checkpoint()
+        cid = parse_cid(cid)
+        verify_block(cid, data)
+        self.blocks[block_key(cid)] = bytes(data)
+
+    async def get_block(self, cid: CID | str) -> bytes:
+        """One block's bytes, verified.
+
+        Raises:
+            FetchError: not stored.
+            InvalidBlockError: the stored bytes do not match ``cid``.
+        """
+        await trio.lowlevel.checkpoint()
+        return self._read(parse_cid(cid))
+
+    # -- internals -----------------------------------------------------------------
+
+    def _store_verified(self, cid: CID, data: bytes | memoryview) -> None:
+        """The importer's sink: ``cid`` was just computed from ``data``; copy the (maybe borrowed) bytes."""
+        self.blocks[block_key(cid)] = bytes(data)
+
+    def _read(self, cid: CID) -> bytes:
+        try:
+            data = self.blocks[block_key(cid)]
+        except KeyError:
+            raise FetchError(f"{cid} is not in this MemoryStore") from None
+        verify_block(cid, data)
+        return data
+
+    def _reachable(self, roots: list[CID], *, strict: bool) -> set[str]:
+        """The keys of every block under ``roots``; a missing or undecodable block ends its branch
+        (or, with ``strict``, raises: FetchError for a missing one)."""
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            cid = stack.pop()
+            key = block_key(cid)
+            if key in seen:
+                continue
+            seen.add(key)
+            if not strict and key not in self.blocks:
+                continue
+            try:
+                stack.extend(_links(cid, self._read(cid)))
+            except Exception:
+                if strict:
+                    raise
+        return seen
+
+
+def _links(cid: CID, data: bytes) -> list[CID]:
+    """The CIDs a block links to: dag-pb links, or CID values anywhere inside dag-cbor."""
+    if cid.codec.code == DAG_PB:
+        return [link.cid for link in decode_node(data).links]
+    if cid.codec.code != DAG_CBOR:
+        return []
+    found: list[CID] = []
+    stack = [dag_cbor.decode(data)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, CID):
+            found.append(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
