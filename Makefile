@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's C++ start-up banner in every process we start.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo bench scenarios install clean
+.PHONY: test check demo bench scenarios install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The fast tier for day-to-day work: everything but the long end-to-end runs (marked slow).
+check: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 # The quickstart scenario: 4 real peers on loopback; prints where its report and plot are.
 demo: $(STAMP)

@@ -21,6 +21,7 @@ import trio
 from learnae.cli.common import data_dir_option, emit_json, format_option, resolve_data_dir
 from learnae.errors import FetchError, UserError
 from learnae.peer.config import load_config
+from learnae.peer.exchange import check_peer_addrs, open_block_exchange
 from learnae.storage.cid import parse_cid
 from learnae.storage.store import EmbeddedStore, Store, open_store
 from learnae.storage.unixfs import import_file
@@ -63,33 +64,14 @@ def add(data_dir: Path | None, file: Path, pin: bool, only_hash: bool) -> None:
 
 
 async def _fetch_with_bitswap(store: EmbeddedStore, cid, peers: tuple[str, ...], timeout_s: float) -> None:
-    from learnae.gossip.host import open_host
-    from learnae.identity import Identity
-    from learnae.storage.bitswap import Bitswap
-
-    async with open_host(Identity.generate(), ["/ip4/127.0.0.1/tcp/0"]) as host:
-        async with Bitswap(host, store.blocks).run() as bitswap:
-            stats = await bitswap.fetch(cid, list(peers), timeout_s=timeout_s)
+    async with open_block_exchange(store.blocks) as exchange:
+        stats = await exchange.fetch(cid, peers, timeout_s=timeout_s)
     click.echo(f"fetched {stats.blocks} blocks ({stats.bytes} bytes) from "
                f"{', '.join(stats.providers) or 'nobody (all local)'} in {stats.elapsed_s:.2f} s", err=True)
 
 
-def _check_peer_addrs(peers: tuple[str, ...]) -> None:
-    import multiaddr
-    from libp2p.peer.peerinfo import info_from_p2p_addr
-
-    for addr in peers:
-        try:
-            info_from_p2p_addr(multiaddr.Multiaddr(addr))
-        except Exception:  # multiaddr raises a zoo of types
-            raise UserError(
-                f"--from {addr!r} is not a full multiaddr; it must look like "
-                "/ip4/127.0.0.1/tcp/4011/p2p/12D3KooW... (the first line of `learnae ipfs serve`)"
-            ) from None
-
-
 def _embedded_with_peers(data_dir, peers: tuple[str, ...], timeout_s: float) -> Store:
-    _check_peer_addrs(peers)
+    check_peer_addrs(peers)
     store = _store(data_dir)
     if peers:
         if not isinstance(store, EmbeddedStore):
@@ -217,9 +199,7 @@ def serve(data_dir: Path | None, listen: str) -> None:
     The first line printed is the full multiaddr to pass to `get --from`
     (or to `ipfs swarm connect`): /ip4/.../tcp/.../p2p/<peer-id>.
     """
-    from learnae.gossip.host import dial_line, open_host
     from learnae.identity import Identity
-    from learnae.storage.bitswap import Bitswap
 
     home = resolve_data_dir(data_dir)
     store = _store(data_dir)
@@ -228,13 +208,13 @@ def serve(data_dir: Path | None, listen: str) -> None:
     ident = Identity.load_or_create(home)
 
     async def run():
-        async with open_host(ident, [listen]) as host, Bitswap(host, store.blocks).run() as bitswap:
-            print(dial_line(host), flush=True)
+        async with open_block_exchange(store.blocks, identity=ident, listen=[listen]) as exchange:
+            print(exchange.addr, flush=True)
             click.echo(f"serving {store.blocks.root} as {ident.peer_id}; Ctrl-C to stop", err=True)
             try:
                 await trio.sleep_forever()
             finally:
-                click.echo(f"served {bitswap.stats['blocks_sent']} blocks", err=True)
+                click.echo(f"served {exchange.bitswap.stats['blocks_sent']} blocks", err=True)
 
     try:
         trio.run(run)

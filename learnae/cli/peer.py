@@ -76,7 +76,7 @@ def status(data_dir: Path | None, fmt: str) -> None:
     from learnae.peer.status import read_status
 
     cfg = resolve(None, {"data_dir": data_dir})
-    info = read_status(cfg.data_dir)
+    info = read_status(cfg.data_dir).to_json()
     if fmt == "json":
         emit_json(info)
         return

@@ -40,7 +40,7 @@ def run(file: Path, out: Path | None, quiet: bool) -> None:
 
     scenario = load_scenario(file)
     report = run_scenario(scenario, out, source=str(file), progress=not quiet)
-    raise SystemExit(0 if report["ok"] else 1)
+    raise SystemExit(0 if report.ok else 1)
 
 
 @group.command()
@@ -52,14 +52,15 @@ def validate(file: Path, fmt: str) -> None:
 
     p = plan(load_scenario(file))
     if fmt == "json":
-        emit_json({"name": p.scenario.name, "peers": [q.model_dump() for q in p.peers], "timeline": p.timeline})
+        emit_json({"name": p.scenario.name, "peers": [q.model_dump() for q in p.peers],
+                   "timeline": [item.to_json() for item in p.timeline]})
         return
     s = p.scenario
     click.echo(f"{file}: valid. {s.name}: {len(p.peers)} peers, {s.dataset} split {s.partition}, model {s.model}, "
                f"up to {s.duration:g}s")
     for item in p.timeline:
-        rest = {k: v for k, v in item.items() if k not in ("at", "action")}
-        click.echo(f"  {item['at']:>7.1f}s  {item['action']:<9} {' '.join(f'{k}={v}' for k, v in rest.items())}")
+        rest = {k: v for k, v in item.to_json().items() if k not in ("at", "action")}
+        click.echo(f"  {item.at:>7.1f}s  {item.action:<9} {' '.join(f'{k}={v}' for k, v in rest.items())}")
     for e in s.expect:
         click.echo(f"  expect  {e.text}")
 
@@ -71,11 +72,11 @@ def validate(file: Path, fmt: str) -> None:
 @format_option
 def compare(outs: tuple[Path, ...], plot_path: Path, fmt: str) -> None:
     """Compare finished runs (their --out directories) side by side."""
-    from learnae.scenario.report import compare_runs
+    from learnae.scenario.compare import compare_runs
 
     table, rows = compare_runs(list(outs), plot_path)
     if fmt == "json":
-        emit_json(rows)
+        emit_json([row.to_json() for row in rows])
     else:
         click.echo(table)
         click.echo(f"plot: {plot_path}")

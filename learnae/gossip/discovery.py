@@ -23,25 +23,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import trio
 from libp2p.abc import IHost
 from libp2p.discovery.events.peerDiscovery import peerDiscovery
-from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.tools.anyio_service import background_trio_service
 from multiformats import CID, multihash
 
 from learnae.errors import ServiceError
 from learnae.gossip.health import PeerTable, keep_bootstrap, watch_isolation
 from learnae.gossip.host import connect, parse_peer_addr
+from learnae.gossip.routing import open_dht
 from learnae.gossip.topics import topic as topic_name
 
-__all__ = ["DiscoveryParams", "Discovery", "open_discovery", "rendezvous_key"]
+__all__ = ["DiscoveryParams", "Discovery", "MdnsFindings", "open_discovery", "rendezvous_key", "watch_mdns"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,63 @@ def rendezvous_key(swarm: str) -> str:
     """A CID string (raw, sha2-256 of the topic name) that every swarm member provides."""
     digest = hashlib.sha256(topic_name(swarm).encode()).digest()
     return str(CID("base32", 1, "raw", multihash.wrap(digest, "sha2-256")))
+
+
+class MdnsFindings:
+    """Every peer mDNS reported since the host started, for discovery to dial.
+
+    Zeroconf reports a peer once, from its own thread, as soon as the host's
+    listener sees it: often before the swarm is joined. Watching from the moment
+    the host is open (:func:`watch_mdns`) means no finding is lost to that race.
+    """
+
+    def __init__(self, host: IHost):
+        self.host = host
+        self._token = trio.lowlevel.current_trio_token()
+        self._found: dict[ID, PeerInfo] = {}
+        self._new: list[PeerInfo] = []
+        self.changed = trio.Event()
+
+    def _on_found(self, info: PeerInfo) -> None:
+        """Called by zeroconf's thread: hand the finding to trio without blocking."""
+        try:
+            self._token.run_sync_soon(self._add, info)
+        except trio.RunFinishedError:
+            pass
+
+    def _add(self, info: PeerInfo) -> None:
+        if info.peer_id == self.host.get_id():
+            return
+        self._found[info.peer_id] = info
+        self._new.append(info)
+        self.changed.set()
+
+    def take_new(self) -> list[PeerInfo]:
+        """The findings not taken yet (each peer's latest addresses)."""
+        new, self._new = self._new, []
+        self.changed = trio.Event()
+        return [self._found[pid] for pid in dict.fromkeys(i.peer_id for i in new)]
+
+    def all(self) -> list[PeerInfo]:
+        """Every peer found so far."""
+        return list(self._found.values())
+
+
+@contextmanager
+def watch_mdns(host: IHost) -> Iterator[MdnsFindings]:
+    """Collect mDNS findings for ``host`` (opened with ``mdns=True``) until the block exits.
+
+    Raises:
+        ServiceError: the host was opened without mDNS.
+    """
+    if getattr(host, "mDNS", None) is None:
+        raise ServiceError("mDNS discovery needs the host opened with open_host(..., mdns=True)")
+    findings = MdnsFindings(host)
+    peerDiscovery.register_peer_discovered_handler(findings._on_found)
+    try:
+        yield findings
+    finally:
+        peerDiscovery.unregister_peer_discovered_handler(findings._on_found)
 
 
 class Discovery:
@@ -142,29 +199,37 @@ class Discovery:
                     await self.table.changed.wait()
 
     # -- mDNS --------------------------------------------------------------------------
-    def _mdns_found(self, info: PeerInfo) -> None:
-        """Called by zeroconf's thread: hand the finding to trio without blocking."""
-        try:
-            self._token.run_sync_soon(self._mdns_send.send_nowait, info)
-        except (trio.RunFinishedError, trio.WouldBlock, trio.ClosedResourceError):
-            pass
-
-    async def _mdns_dialer(self) -> None:
-        async for info in self._mdns_recv:
-            if info.peer_id == self.host.get_id() or info.peer_id in self.host.get_connected_peers():
-                continue
-            try:
-                await connect(self.host, info, timeout_s=5.0)
-                self.found_by_mdns.add(info.peer_id.to_base58())
-                log.info("found peer %s by mDNS", info.peer_id)
-            except ServiceError as exc:
-                log.info("mDNS-found peer %s unreachable: %s", info.peer_id, exc)
+    async def _mdns_dialer(self, findings: MdnsFindings) -> None:
+        pending = findings.all()  # found before discovery started, too
+        findings.take_new()
+        while True:
+            for info in pending:
+                if info.peer_id == self.host.get_id() or info.peer_id in self.host.get_connected_peers():
+                    continue
+                try:
+                    await connect(self.host, info, timeout_s=5.0)
+                    self.found_by_mdns.add(info.peer_id.to_base58())
+                    log.info("found peer %s by mDNS", info.peer_id)
+                except ServiceError as exc:
+                    log.info("mDNS-found peer %s unreachable: %s", info.peer_id, exc)
+            await findings.changed.wait()
+            pending = findings.take_new()
 
 
 @asynccontextmanager
-async def open_discovery(host: IHost, swarm: str, params: DiscoveryParams | None = None
-                         ) -> AsyncIterator[Discovery]:
+async def open_discovery(host: IHost, swarm: str, params: DiscoveryParams | None = None, *,
+                         dht: KadDHT | None = None, mdns: MdnsFindings | None = None) -> AsyncIterator[Discovery]:
     """Run bootstrap dialing, mDNS, the DHT and peer health for ``host``.
+
+    Args:
+        host: a running host.
+        swarm: the swarm id (its rendezvous key is provided and looked up).
+        params: what to run.
+        dht: a DHT already running on ``host`` (:func:`learnae.gossip.routing.open_dht`),
+            e.g. the one the peer's block exchange also asks for providers; without it,
+            and with ``params.dht``, discovery runs a DHT of its own.
+        mdns: the host's mDNS findings (:func:`watch_mdns`, entered when the host opened);
+            without it, and with ``params.mdns``, discovery watches from now on.
 
     Raises:
         ConfigError: a bootstrap address is malformed.
@@ -173,19 +238,16 @@ async def open_discovery(host: IHost, swarm: str, params: DiscoveryParams | None
     params = params or DiscoveryParams()
     for addr in params.bootstrap:  # a typo fails here, before anything starts
         parse_peer_addr(addr)
-    if params.mdns and getattr(host, "mDNS", None) is None:
-        raise ServiceError("mDNS discovery needs the host opened with open_host(..., mdns=True)")
-    dht = KadDHT(host, DHTMode.SERVER, enable_random_walk=False) if params.dht else None
-    disc = Discovery(host, swarm, params, dht)
-    disc._token = trio.lowlevel.current_trio_token()
     async with AsyncExitStack() as stack:
-        if dht is not None:  # entered first, left last: the tasks below use it
-            await stack.enter_async_context(background_trio_service(dht))
+        if mdns is None and params.mdns:
+            mdns = stack.enter_context(watch_mdns(host))
+        if dht is None and params.dht:  # entered first, left last: the tasks below use it
+            dht = await stack.enter_async_context(open_dht(host))
+        disc = Discovery(host, swarm, params, dht)
         async with trio.open_nursery() as nursery:
             disc._nursery = nursery
             if params.mdns:
-                peerDiscovery.register_peer_discovered_handler(disc._mdns_found)
-                nursery.start_soon(disc._mdns_dialer)
+                nursery.start_soon(disc._mdns_dialer, mdns)
             if dht is not None:
                 nursery.start_soon(disc._rendezvous)
             nursery.start_soon(disc.table.run)
@@ -195,6 +257,4 @@ async def open_discovery(host: IHost, swarm: str, params: DiscoveryParams | None
             try:
                 yield disc
             finally:
-                if params.mdns:
-                    peerDiscovery.unregister_peer_discovered_handler(disc._mdns_found)
                 nursery.cancel_scope.cancel()

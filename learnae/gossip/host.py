@@ -19,6 +19,8 @@ storage and ledger never import gossip.
 from __future__ import annotations
 
 import logging
+import os
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -96,7 +98,26 @@ def build_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr], *, mdn
     """Construct (not start) a host with only Noise and Yamux on offer."""
     key_pair = identity.to_libp2p_keypair()
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
-    host = new_host(
+    # py-libp2p names its mDNS service with the global `random` module, which a peer has
+    # seeded for training (the same --seed on every peer): two peers would announce one name,
+    # zeroconf refuses the second (NonUniqueNameException) and they never meet. Draw the name
+    # from fresh entropy, and leave the training RNG's state as it was.
+    state = random.getstate()
+    random.seed(os.urandom(32))
+    try:
+        host = _new_host(key_pair, listen, noise, conn, mdns)
+    finally:
+        random.setstate(state)
+    # py-libp2p's AutoConnector dials any peer in the peerstore (addresses other
+    # peers told us about) whenever we have fewer than 100 connections, and redials
+    # the peers we just closed during shutdown. learnae decides whom to dial
+    # (bootstrap, mDNS, the swarm's DHT rendezvous), so it stays off.
+    host.get_network().auto_connector.maybe_connect = _no_auto_connect
+    return host
+
+
+def _new_host(key_pair, listen, noise, conn, mdns: bool) -> IHost:
+    return new_host(
         key_pair=key_pair,
         listen_addrs=list(listen),
         sec_opt={NOISE_PROTOCOL_ID: noise},
@@ -106,12 +127,6 @@ def build_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr], *, mdn
         enable_upnp=False,
         enable_quic=False,
     )
-    # py-libp2p's AutoConnector dials any peer in the peerstore (addresses other
-    # peers told us about) whenever we have fewer than 100 connections, and redials
-    # the peers we just closed during shutdown. learnae decides whom to dial
-    # (bootstrap, mDNS, the swarm's DHT rendezvous), so it stays off.
-    host.get_network().auto_connector.maybe_connect = _no_auto_connect
-    return host
 
 
 async def _no_auto_connect() -> None:

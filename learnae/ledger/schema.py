@@ -19,11 +19,12 @@ so two honest implementations can never disagree on what an entry says.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from multiformats import CID
 
-__all__ = ["VERSION", "KINDS", "FIELDS", "BODY_SCHEMAS", "check_body", "normalize_body"]
+__all__ = ["VERSION", "KINDS", "FIELDS", "BODY_SCHEMAS", "Parent", "check_body", "normalize_body"]
 
 VERSION = 1
 KINDS = ("join", "shard", "snapshot", "leave")
@@ -86,6 +87,27 @@ def _parents(v) -> bool:
     return len(seen) == len(v)
 
 
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """One snapshot a new snapshot merged: the ``parents`` items of a snapshot body.
+
+    Attributes:
+        entry: CID of the merged snapshot's ledger entry.
+        weight: its share of the merge (summed over merges since the last snapshot).
+    """
+
+    entry: CID
+    weight: float
+
+    def to_body(self) -> dict:
+        """The ``{"entry": CID, "weight": float}`` map a snapshot body holds."""
+        return {"entry": self.entry, "weight": float(self.weight)}
+
+    @staticmethod
+    def to_bodies(parents: Iterable[Parent]) -> list[dict]:
+        return [p.to_body() for p in parents]
+
+
 BODY_SCHEMAS: dict[str, dict[str, Callable[[object], bool]]] = {
     "join": {"fingerprint": _text, "framework": _text, "addrs": _addrs},
     "shard": {"shard": _cid, "samples": _int, "classes": _histogram},
@@ -114,7 +136,8 @@ def check_body(kind: str, body) -> str | None:
 def normalize_body(kind: str, body: dict) -> dict:
     """Coerce friendly Python values into the schema's exact types before signing.
 
-    Ints become floats in ``metrics`` and ``parents[].weight``; tuples become lists.
+    Ints become floats in ``metrics`` and ``parents[].weight``; :class:`Parent` values
+    become maps; tuples become lists.
     Anything else is left for :func:`check_body` to judge.
     """
     body = dict(body)
@@ -123,7 +146,8 @@ def normalize_body(kind: str, body: dict) -> dict:
             body["metrics"] = {k: float(v) if type(v) is int else v for k, v in body["metrics"].items()}
         if isinstance(body.get("parents"), (list, tuple)):
             body["parents"] = [
-                {**p, "weight": float(p["weight"])} if isinstance(p, dict) and type(p.get("weight")) is int else p
+                p.to_body() if isinstance(p, Parent)
+                else {**p, "weight": float(p["weight"])} if isinstance(p, dict) and type(p.get("weight")) is int else p
                 for p in body["parents"]
             ]
     elif kind == "join" and isinstance(body.get("addrs"), tuple):

@@ -3,7 +3,7 @@
 The snapshot carries tensors, not an architecture, so the caller names the
 model spec (the swarm's ``--model``); the snapshot's fingerprint must match it.
 Blocks come from the local store, or over Bitswap from ``--from`` peers through
-a short-lived host with a throwaway identity.
+a short-lived host with a throwaway identity (:mod:`learnae.peer.exchange`).
 """
 
 from __future__ import annotations
@@ -32,15 +32,11 @@ class EvalResult:
 async def _fetch(store, cid, providers: tuple[str, ...]) -> bytes:
     if await store.has(cid) or not providers:
         return await store.get(cid)
-    from learnae.gossip import open_host
-    from learnae.identity import Identity
-    from learnae.storage.bitswap import Bitswap
+    from learnae.peer.exchange import open_block_exchange
 
-    async with open_host(Identity.generate()) as host:
-        bitswap = Bitswap(host, store.blocks)
-        async with bitswap.run():
-            with trio.fail_after(FETCH_TIMEOUT_S):
-                await bitswap.fetch(cid, list(providers), timeout_s=FETCH_TIMEOUT_S)
+    async with open_block_exchange(store.blocks) as exchange:
+        with trio.fail_after(FETCH_TIMEOUT_S):
+            await exchange.fetch(cid, providers, timeout_s=FETCH_TIMEOUT_S)
     return await store.get(cid)
 
 

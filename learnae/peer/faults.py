@@ -28,6 +28,15 @@ directions when both ends list them, as the runner does):
 * ``attack``: see :func:`poison`; ``equivocate`` signs, at every publish, a
   second different entry with the seq just used (handled by the runtime), so
   peers that were away at the first fork still see one.
+
+The file is read with :meth:`FaultPlan.from_json` and written (by the runner)
+with :func:`write_fault_plan`, its exact inverse::
+
+    >>> plan = FaultPlan(blocked=frozenset({"12D3KooWB"}), attack=Attack("sign-flip"))
+    >>> write_fault_plan(Path("peers/peer-0/faults.json"), plan)
+    True
+    >>> FaultPlan.from_json(plan.to_json()) == plan
+    True
 """
 
 from __future__ import annotations
@@ -41,11 +50,13 @@ from pathlib import Path
 import numpy as np
 
 from learnae.errors import UserError
+from learnae.fsutil import atomic_write
 
-__all__ = ["FaultPlan", "Conditions", "Faults", "poison", "ATTACK_MODES", "RTO_S"]
+__all__ = ["FaultPlan", "Conditions", "Attack", "Faults", "poison", "write_fault_plan", "ATTACK_MODES", "RTO_S"]
 
 log = logging.getLogger(__name__)
 
+# The attack vocabulary: scenario files (learnae.scenario.schema.ATTACKS) use this very tuple.
 ATTACK_MODES = ("sign-flip", "noise", "a-little-is-enough", "scaled", "equivocate")
 DEFAULT_SCALE = {"sign-flip": 1.0, "noise": 1.0, "a-little-is-enough": 1.0, "scaled": 10.0, "equivocate": 1.0}
 RTO_S = 0.2  # TCP's minimum retransmission timeout: what a lost segment costs a fetch
@@ -53,21 +64,76 @@ RTO_S = 0.2  # TCP's minimum retransmission timeout: what a lost segment costs a
 
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    latency_s: float = 0.0
-    jitter_s: float = 0.0
-    loss: float = 0.0
+    """Network conditions of a link, applied at the receiving peer."""
+
+    latency_s: float = 0.0  # one-way delay
+    jitter_s: float = 0.0  # uniform +- around latency_s
+    loss: float = 0.0  # share of messages lost, [0, 1)
+
+    def to_json(self) -> dict:
+        return {"latency_s": self.latency_s, "jitter_s": self.jitter_s, "loss": self.loss}
+
+
+@dataclass(frozen=True, slots=True)
+class Attack:
+    """What a hostile peer does to what it publishes; see :func:`poison`.
+
+    In the faults file it is ``{"mode": MODE, "scale": number or null}``.
+
+    Example:
+        >>> Attack("scaled").to_json()
+        {'mode': 'scaled', 'scale': None}
+    """
+
+    mode: str  # one of ATTACK_MODES
+    scale: float | None = None  # strength, unitless; None: the mode's default (DEFAULT_SCALE)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ATTACK_MODES:
+            raise ValueError(f"attack mode {self.mode!r}: expected one of {', '.join(ATTACK_MODES)}")
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "scale": self.scale}
+
+    @classmethod
+    def from_json(cls, data: object) -> Attack:
+        """Parse ``{"mode": ..., "scale": ...}`` (``scale`` optional).
+
+        Raises:
+            ValueError: not an object, an unknown mode, or a scale that is not a number.
+        """
+        if not isinstance(data, dict) or data.get("mode") not in ATTACK_MODES:
+            raise ValueError(f"attack: expected null or {{\"mode\": one of {', '.join(ATTACK_MODES)}}}")
+        scale = data.get("scale")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+            raise ValueError("attack.scale: expected a number or null")
+        return cls(data["mode"], None if scale is None else float(scale))
 
 
 @dataclass(frozen=True, slots=True)
 class FaultPlan:
     """The parsed faults file."""
 
-    blocked: frozenset[str] = frozenset()
-    neighbours: frozenset[str] | None = None
-    default: Conditions = Conditions()
-    links: dict[str, Conditions] = field(default_factory=dict)
-    slow: float = 1.0
-    attack: dict | None = None
+    blocked: frozenset[str] = frozenset()  # peer IDs cut off (a partition)
+    neighbours: frozenset[str] | None = None  # the only peer IDs to stay connected to; None: anyone
+    default: Conditions = Conditions()  # every link's conditions...
+    links: dict[str, Conditions] = field(default_factory=dict)  # ...except these, by peer ID
+    slow: float = 1.0  # compute slowdown factor, >= 1
+    attack: Attack | None = None
+
+    def to_json(self) -> dict:
+        """The faults file's JSON object; :meth:`from_json` of it gives this plan back.
+
+        Lists are sorted, so equal plans give identical files.
+        """
+        return {
+            "blocked": sorted(self.blocked),
+            "neighbours": None if self.neighbours is None else sorted(self.neighbours),
+            **self.default.to_json(),
+            "links": {k: self.links[k].to_json() for k in sorted(self.links)},
+            "slow": self.slow,
+            "attack": None if self.attack is None else self.attack.to_json(),
+        }
 
     @classmethod
     def from_json(cls, data: object) -> FaultPlan:
@@ -89,8 +155,20 @@ class FaultPlan:
                 raise ValueError(f"{key}: expected a list of peer IDs")
             return frozenset(v)
 
-        def cond(d: dict, where: str) -> Conditions:
-            c = Conditions(float(d.get("latency_s", 0)), float(d.get("jitter_s", 0)), float(d.get("loss", 0)))
+        def number(d: dict, key: str, default: float, where: str) -> float:
+            v = d.get(key, default)
+            try:
+                if isinstance(v, bool):
+                    raise TypeError(key)
+                return float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: {key} must be a number") from None
+
+        def cond(d: object, where: str) -> Conditions:
+            if not isinstance(d, dict):
+                raise ValueError(f"{where}: expected an object with latency_s, jitter_s, loss")
+            c = Conditions(number(d, "latency_s", 0, where), number(d, "jitter_s", 0, where),
+                           number(d, "loss", 0, where))
             if c.latency_s < 0 or c.jitter_s < 0 or not 0 <= c.loss < 1:
                 raise ValueError(f"{where}: latency_s, jitter_s must be >= 0 and loss in [0, 1)")
             return c
@@ -99,9 +177,7 @@ class FaultPlan:
         if not isinstance(links, dict):
             raise ValueError("links: expected an object {peer ID: conditions}")
         attack = data.get("attack")
-        if attack is not None and (not isinstance(attack, dict) or attack.get("mode") not in ATTACK_MODES):
-            raise ValueError(f"attack: expected null or {{\"mode\": one of {', '.join(ATTACK_MODES)}}}")
-        slow = float(data.get("slow", 1.0))
+        slow = number(data, "slow", 1.0, "top level")
         if slow < 1:
             raise ValueError("slow: expected a factor >= 1")
         return cls(
@@ -110,7 +186,7 @@ class FaultPlan:
             default=cond(data, "top level"),
             links={k: cond(v, f"links.{k}") for k, v in links.items()},
             slow=slow,
-            attack=dict(attack) if attack else None,
+            attack=Attack.from_json(attack) if attack is not None else None,
         )
 
     def conditions(self, peer_id: str) -> Conditions:
@@ -209,11 +285,35 @@ class Faults:
         return self.plan.slow
 
     @property
-    def attack(self) -> dict | None:
+    def attack(self) -> Attack | None:
         return self.plan.attack
 
 
-def poison(weights: list[np.ndarray], attack: dict, *, honest: list[list[np.ndarray]] = (),
+def write_fault_plan(path: Path, plan: FaultPlan) -> bool:
+    """Write ``plan`` as the faults file ``path`` (atomically), unless the file already says it.
+
+    A peer re-reads its file whenever it changes; skipping identical rewrites
+    keeps it from re-reading for nothing.
+
+    Returns:
+        True when the file was written.
+
+    Example:
+        >>> write_fault_plan(Path("faults.json"), FaultPlan(slow=2.0))
+        True
+    """
+    path = Path(path)
+    data = json.dumps(plan.to_json(), indent=1).encode()
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write(path, data)
+    return True
+
+
+def poison(weights: list[np.ndarray], attack: Attack | dict, *, honest: list[list[np.ndarray]] = (),
            rng: np.random.Generator | None = None) -> list[np.ndarray]:
     """The snapshot a hostile peer publishes instead of ``weights``.
 
@@ -223,9 +323,13 @@ def poison(weights: list[np.ndarray], attack: dict, *, honest: list[list[np.ndar
       honest models it fetched last minus ``scale`` standard deviations: small enough
       to pass outlier filters, consistent enough to pull the average.
     * ``scaled``: ``scale * w`` (a model-replacement attempt).
+
+    ``attack`` is an :class:`Attack` or its JSON object (``{"mode": ..., "scale": ...}``).
     """
-    mode = attack["mode"]
-    scale = float(attack.get("scale") or DEFAULT_SCALE[mode])
+    if not isinstance(attack, Attack):
+        attack = Attack.from_json(attack)
+    mode = attack.mode
+    scale = float(attack.scale or DEFAULT_SCALE[mode])
     rng = rng or np.random.default_rng()
     if mode == "sign-flip":
         return [(-scale * w).astype(w.dtype) for w in weights]

@@ -21,14 +21,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import trio
 
 from learnae.errors import LearnaeError, RemoteError
+from learnae.ledger.schema import Parent
 from learnae.peer.config import PeerConfig
 from learnae.peer.metrics import PeerMetrics
+from learnae.peer.policy import NO_FAULTS, NetworkPolicy
 from learnae.peer.view import SnapshotRef, SwarmView
 from learnae.threads import run_sized
 
@@ -47,19 +50,21 @@ class Merged:
     """A merge's outcome: the new weights and the parents to record in the next snapshot."""
 
     weights: list[np.ndarray]
-    parents: list[dict]  # [{"entry": CID, "weight": float}], as the ledger's snapshot body wants
+    parents: list[Parent]
 
 
 class Merger:
     """Chooses, fetches and merges neighbour snapshots for one local model."""
 
     def __init__(self, cfg: PeerConfig, view: SwarmView, ledger, store, bitswap, metrics: PeerMetrics,
-                 *, fingerprint: str, local_samples: int, faults=None):
+                 *, fingerprint: str, local_samples: int, policy: NetworkPolicy = NO_FAULTS,
+                 on_fetched: Callable[[SnapshotRef], None] | None = None):
         self.cfg, self.view, self.ledger = cfg, view, ledger
         self.store, self.bitswap, self.metrics = store, bitswap, metrics
         self.fingerprint = fingerprint
         self.local_samples = local_samples
-        self.faults = faults  # learnae.peer.faults.Faults: injected fetch delays (simulations)
+        self.policy = policy  # injected partitions and fetch delays (simulations)
+        self.on_fetched = on_fetched  # e.g. provide the fetched snapshot in the DHT
         self.last_fetched: list[list[np.ndarray]] = []  # the neighbour models of the last merge
         self._fresh = trio.Event()
         self.fetch_latencies: deque[float] = deque(maxlen=200)  # seconds, the latest successful fetches
@@ -82,8 +87,7 @@ class Merger:
         """Authors not to merge (nor wait for): forked ones, and those an injected partition
         or topology puts out of reach."""
         out = {a for a in self.view.authors() if self.ledger.is_forked(a)}
-        if self.faults is not None:
-            out |= {a for a in self.view.members() if not self.faults.mergeable(a)}  # authors are members
+        out |= {a for a in self.view.members() if not self.policy.may_connect(a)}  # authors are members
         return out
 
     def lagging(self, step: int) -> list[str]:
@@ -195,7 +199,7 @@ class Merger:
         for author, weight in result.influence.items():
             if author in by_author and weight > 0:  # robust rules list dropped authors at 0
                 self.view.mark_merged(by_author[author])
-                parents.append({"entry": by_author[author].entry_cid, "weight": float(weight)})
+                parents.append(Parent(by_author[author].entry_cid, float(weight)))
         return Merged(result.weights, parents)
 
     async def collect_garbage(self) -> int:
@@ -227,7 +231,7 @@ class Merger:
         t0 = time.monotonic()
         try:
             with trio.fail_after(self.cfg.fetch_timeout_s):
-                if self.faults is not None and (delay := self.faults.fetch_delay_s(ref.author)) > 0:
+                if (delay := self.policy.fetch_delay_s(ref.author)) > 0:
                     await trio.sleep(delay)  # an injected round trip (and retransmission) on this link
                 # the author has it: the other peers are asked only if it does not deliver
                 await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s,
@@ -246,6 +250,8 @@ class Merger:
             log.warning("unexpected %s while fetching %s from %s", type(exc).__name__, ref.model_cid, ref.author,
                         exc_info=True)
             return self._reject(ref, "fetch-error", repr(exc))
+        if self.on_fetched is not None:
+            self.on_fetched(ref)
         self.fetch_latencies.append(time.monotonic() - t0)
         self.metrics.fetch_latency.observe(self.fetch_latencies[-1])
         self.metrics.bytes_in.inc(len(data))
@@ -264,7 +270,7 @@ class Merger:
         return None
 
 
-def accumulate_parents(held: list[dict], new: list[dict]) -> list[dict]:
+def accumulate_parents(held: list[Parent], new: list[Parent]) -> list[Parent]:
     """The parents of the next snapshot after one more merge.
 
     Several merges can happen before a publish (a publish still on its way is
@@ -276,17 +282,16 @@ def accumulate_parents(held: list[dict], new: list[dict]) -> list[dict]:
     """
     from learnae.ledger.schema import MAX_PARENTS
 
-    out = {str(p["entry"]): dict(p) for p in held}
-    for p in new:
-        key = str(p["entry"])
-        if key in out:
-            out[key]["weight"] += p["weight"]
-        else:
-            out[key] = dict(p)
-    parents = list(out.values())
+    weights: dict[bytes, float] = {}
+    entries: dict[bytes, object] = {}
+    for p in [*held, *new]:
+        key = bytes(p.entry)
+        weights[key] = weights.get(key, 0.0) + p.weight
+        entries.setdefault(key, p.entry)
+    parents = [Parent(entries[k], w) for k, w in weights.items()]
     if len(parents) > MAX_PARENTS:
-        keep = {id(p) for p in sorted(parents, key=lambda p: -p["weight"])[:MAX_PARENTS]}
-        parents = [p for p in parents if id(p) in keep]
+        keep = {bytes(p.entry) for p in sorted(parents, key=lambda p: -p.weight)[:MAX_PARENTS]}
+        parents = [p for p in parents if bytes(p.entry) in keep]
     return parents
 
 

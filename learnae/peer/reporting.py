@@ -12,7 +12,6 @@ line to stderr and appends one JSON record to ``<data-dir>/metrics.jsonl``::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
@@ -22,7 +21,7 @@ from contextlib import contextmanager
 import trio
 from rich.console import Console
 
-from learnae.peer.status import METRICS_FILE
+from learnae.peer.record import MetricsRecord, append_record
 
 __all__ = ["PHASES", "StatusReporter"]
 
@@ -34,8 +33,8 @@ PHASES = ("gather", "train", "merge_wait", "fetch_wait", "merge", "publish", "ch
 class StatusReporter:
     """Evaluates, prints and records the peer's progress on an interval."""
 
-    def __init__(self, peer):
-        self.peer = peer
+    def __init__(self, loop):
+        self.loop = loop  # a learnae.peer.runtime.TrainingLoop
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.first_step: float | None = None  # monotonic time the first training step began
         # Wall time of the training loop by phase: "train" (inside training steps), "merge_wait"
@@ -65,13 +64,13 @@ class StatusReporter:
 
     async def run(self) -> None:
         while True:
-            await trio.sleep(self.peer.cfg.status_every_s)
+            await trio.sleep(self.loop.cfg.status_every_s)
             await self.evaluate()
             self.print_line()
             self.write_record()
 
     async def evaluate(self) -> None:
-        work = self.peer.work
+        work = self.loop.work
         trainer = work.trainer
 
         def both():
@@ -80,38 +79,41 @@ class StatusReporter:
             return val, test
 
         (val_loss, val_acc), (test_loss, test_acc) = await trio.to_thread.run_sync(both)
-        self.peer.metrics.accuracy.set(val_acc)
+        self.loop.node.metrics.accuracy.set(val_acc)
         self.latest = {"val_loss": val_loss, "val_accuracy": val_acc,
                        "test_loss": test_loss, "test_accuracy": test_acc}
 
-    def record(self) -> dict:
-        p = self.peer
-        bs = getattr(p.bitswap, "stats", {})
-        peers = len(p.host.get_connected_peers()) if p.host is not None else 0
+    def record(self, *, event: str | None = None) -> MetricsRecord:
+        """The peer's state now, as one metrics.jsonl record."""
+        loop, p = self.loop, self.loop.node
+        bs = getattr(p.store.bitswap, "stats", {})
+        peers = p.connected()
         p.metrics.peers.set(peers)
-        return {
-            "time": time.time(),
-            "peer_id": p.identity.peer_id,
-            "step": p.trainer.step,
-            "samples": p.trainer.samples,
-            "loss": p.last["loss"],
-            "accuracy": p.last["accuracy"],
+        latencies = p.merger.fetch_latencies if p.merger is not None else ()
+        return MetricsRecord(
+            time=time.time(),
+            peer_id=p.peer_id,
+            step=loop.trainer.step,
+            samples=loop.trainer.samples,
+            loss=loop.last["loss"],
+            accuracy=loop.last["accuracy"],
             **self.latest,
-            "peers": peers,
-            "known_authors": len(p.view.authors()),
-            "merges": p.merges,
-            "snapshots": p.published,
-            "bytes_received": int(bs.get("bytes_received", 0)),
-            "bytes_sent": int(bs.get("bytes_sent", 0)),
-            "train_share": self.train_share(),
-            "time_s": {k: round(v, 3) for k, v in self.phase_s.items()},
-            "ledger_seq": p.ledger.next_seq - 1,
-            "announce_latency_s": p.announce_latency_s(),
-            "fetch_latency_s": statistics.median(p.merger.fetch_latencies) if p.merger.fetch_latencies else None,
-            "rejected": _total(p.metrics.rejected),
-            "forks": sorted({proof.author for proof in p.ledger.fork_proofs()}),
-            "faults_dropped": p.faults.dropped,
-        }
+            peers=peers,
+            known_authors=len(p.view.authors()),
+            merges=p.merges,
+            snapshots=p.published,
+            bytes_received=int(bs.get("bytes_received", 0)),
+            bytes_sent=int(bs.get("bytes_sent", 0)),
+            train_share=self.train_share(),
+            time_s={k: round(v, 3) for k, v in self.phase_s.items()},
+            ledger_seq=p.ledger.next_seq - 1,
+            announce_latency_s=p.announce_latency_s(),
+            fetch_latency_s=statistics.median(latencies) if latencies else None,
+            rejected=_total(p.metrics.rejected),
+            forks=tuple(sorted({proof.author for proof in p.ledger.fork_proofs()})),
+            faults_dropped=getattr(p.policy, "dropped", 0),
+            event=event,
+        )
 
     async def mark(self, event: str) -> None:
         """Evaluate now and write a record tagged with ``event`` (e.g. ``"catch-up"``)."""
@@ -119,23 +121,17 @@ class StatusReporter:
         self.write_record(event=event)
 
     def write_record(self, *, event: str | None = None) -> None:
-        rec = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-               for k, v in self.record().items()}
-        if event is not None:
-            rec["event"] = event
-        path = self.peer.cfg.data_dir.expanduser() / METRICS_FILE
-        with open(path, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        append_record(self.loop.cfg.data_dir.expanduser(), self.record(event=event))
 
     def print_line(self) -> None:
-        p = self.peer
+        loop, p = self.loop, self.loop.node
         r = self.latest
         merge = "never"
         if p.last_merge is not None:
             merge = f"{time.time() - p.last_merge[0]:.1f}s ago ({p.last_merge[1]} parents)"
         self.console.print(
-            f"[bold]step {p.trainer.step}[/] loss {p.last['loss']:.3f} acc {p.last['accuracy']:.3f} "
-            f"val {r.get('val_accuracy', math.nan):.3f} peers {len(p.host.get_connected_peers())} "
+            f"[bold]step {loop.trainer.step}[/] loss {loop.last['loss']:.3f} acc {loop.last['accuracy']:.3f} "
+            f"val {r.get('val_accuracy', math.nan):.3f} peers {p.connected()} "
             f"merges {p.merges} last merge {merge}"
         )
 

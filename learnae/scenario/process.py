@@ -3,18 +3,20 @@
 A :class:`PeerProcess` starts one peer with its own data dir and a free port,
 reads its dial line (the first line it prints), and can pause, resume, kill
 (``SIGKILL``) or stop it (``SIGINT``, a graceful leave). Its stderr goes to
-``<data-dir>/peer.log`` so a failing run can be read afterwards.
+``<data-dir>/peer.log`` so a failing run can be read afterwards, and its
+progress is in ``<data-dir>/metrics.jsonl`` (:meth:`PeerProcess.records`).
 
 Example:
     >>> a = PeerProcess.start(tmp / "a", ["--shard", "0/2", "--max-steps", "200"])
     >>> b = PeerProcess.start(tmp / "b", ["--shard", "1/2", "--max-steps", "200",
     ...                                   "--bootstrap", a.addr])
     >>> a.wait(); b.wait()
+    >>> a.records()[-1].test_accuracy
+    0.91
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -24,27 +26,15 @@ import time
 from pathlib import Path
 
 from learnae.errors import ServiceError
+from learnae.peer.record import MetricsRecord, read_records
 
-__all__ = ["PeerProcess", "PeerStartError", "read_metrics", "start_swarm"]
+__all__ = ["PeerProcess", "PeerStartError", "start_swarm"]
 
 START_TIMEOUT_S = 120.0  # TensorFlow import and model build on a loaded 2-core machine
 
 
 class PeerStartError(ServiceError):
     """A peer process exited or stayed silent before printing its dial line."""
-
-
-def read_metrics(data_dir: Path) -> list[dict]:
-    """Every record of ``<data-dir>/metrics.jsonl`` (a torn last line is skipped)."""
-    path = Path(data_dir) / "metrics.jsonl"
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
 
 
 class PeerProcess:
@@ -134,8 +124,13 @@ class PeerProcess:
     def wait(self, timeout_s: float | None = None) -> int:
         return self.proc.wait(timeout_s)
 
+    def records(self) -> list[MetricsRecord]:
+        """Every metrics record the peer wrote so far, oldest first."""
+        return read_records(self.data_dir)
+
     def metrics(self) -> list[dict]:
-        return read_metrics(self.data_dir)
+        """The records as JSON objects (:meth:`MetricsRecord.to_json`), for callers that index by key."""
+        return [r.to_json() for r in self.records()]
 
     def log_tail(self, n_chars: int = 3000) -> str:
         return (self.data_dir / "peer.log").read_text(errors="replace")[-n_chars:]

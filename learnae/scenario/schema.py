@@ -23,14 +23,15 @@ A scenario is a YAML file (see ``scenarios/`` and docs/scenarios.md)::
 names the YAML path of the bad key (``events[2].kill[0]``) and what is expected,
 and raises :class:`~learnae.errors.ScenarioError` (exit code 2 on the CLI).
 :func:`plan` resolves the file into a :class:`Plan`: every peer's name, shard
-index and settings, and the timeline sorted by time. A plan depends only on the
-file, so two runs of one scenario follow the same timeline on the same data
-partition.
+index and settings, and the timeline sorted by time, as typed items
+(:mod:`learnae.scenario.timeline`). A plan depends only on the file, so two runs
+of one scenario follow the same timeline on the same data partition.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,14 +39,17 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from learnae.errors import ScenarioError
+from learnae.peer import faults
 from learnae.peer.config import RULES
+from learnae.scenario.timeline import (AttackAction, HealAction, PartitionAction, PeerAction, SlowAction,
+                                       TimelineItem)
 
 __all__ = [
     "Scenario", "PeerSpec", "Network", "Link", "Event", "Attack", "Expectation", "Plan", "PlannedPeer",
     "ATTACKS", "ACTIONS", "METRICS", "load_scenario", "parse_scenario", "plan", "parse_duration", "peer_flags",
 ]
 
-ATTACKS = ("sign-flip", "noise", "a-little-is-enough", "scaled", "equivocate")
+ATTACKS = faults.ATTACK_MODES  # one vocabulary: what the peer's faults file accepts
 ACTIONS = ("kill", "restart", "pause", "resume", "partition", "heal", "join", "leave", "slow", "attack")
 # What ``expect`` may compare; report.json's ``final`` object carries each of them.
 METRICS = {
@@ -103,13 +107,17 @@ class Attack(_Strict):
     ``scale * w``; ``equivocate`` signs two different entries with one seq.
     """
 
-    mode: Literal["sign-flip", "noise", "a-little-is-enough", "scaled", "equivocate"]
+    mode: Literal[ATTACKS]
     scale: float | None = Field(default=None, description="strength; per mode default: 1, 1, 1, 10, unused")
 
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, v: Any) -> Any:
         return {"mode": v} if isinstance(v, str) else v
+
+    def to_fault(self) -> faults.Attack:
+        """The attack as the peer's faults file carries it."""
+        return faults.Attack(self.mode, self.scale)
 
 
 class PeerSpec(_Strict):
@@ -434,14 +442,13 @@ class PlannedPeer(BaseModel):
     attack: Attack | None
 
 
-class Plan(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Plan:
     """What a run of a scenario does, resolved from the file alone."""
 
-    model_config = ConfigDict(frozen=True)
-
     scenario: Scenario
-    peers: list[PlannedPeer]
-    timeline: list[dict]  # {"at": s, "action": ..., "peers"/"groups"/...}
+    peers: tuple[PlannedPeer, ...]  # declared peers, then joiners in timeline order
+    timeline: tuple[TimelineItem, ...]  # sorted by time (``at``, s)
 
     @property
     def shards(self) -> int:
@@ -464,20 +471,21 @@ def plan(s: Scenario) -> Plan:
                     known.add(n)
                     peers.append(PlannedPeer(name=n, index=len(peers), start=False, rule=s.merge.rule, slow=1.0,
                                              attack=None))
-    timeline = []
-    for _, ev in events:
-        item: dict = {"at": ev.at, "action": ev.action}
-        value = getattr(ev, ev.action)
-        if ev.action == "partition":
-            item["groups"] = value
-        elif ev.action == "slow":
-            item["factors"] = value
-        elif ev.action == "attack":
-            item["modes"] = {n: (a.model_dump() if a else None) for n, a in value.items()}
-        elif ev.action != "heal":
-            item["peers"] = value
-        timeline.append(item)
-    return Plan(scenario=s, peers=peers, timeline=timeline)
+    return Plan(scenario=s, peers=tuple(peers), timeline=tuple(_item(ev) for _, ev in events))
+
+
+def _item(ev: Event) -> TimelineItem:
+    """A validated event as a typed timeline item."""
+    value = getattr(ev, ev.action)
+    if ev.action == "partition":
+        return PartitionAction(ev.at, tuple(tuple(g) for g in value))
+    if ev.action == "heal":
+        return HealAction(ev.at)
+    if ev.action == "slow":
+        return SlowAction(ev.at, {n: float(f) for n, f in value.items()})
+    if ev.action == "attack":
+        return AttackAction(ev.at, {n: a.to_fault() if a else None for n, a in value.items()})
+    return PeerAction(ev.at, ev.action, tuple(value))
 
 
 def peer_flags(p: Plan, peer: PlannedPeer) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from learnae.errors import UserError
-from learnae.peer.faults import FaultPlan, Faults, poison
+from learnae.peer.faults import ATTACK_MODES, Attack, Conditions, FaultPlan, Faults, poison, write_fault_plan
 
 A, B, C = "12D3KooWA", "12D3KooWB", "12D3KooWC"
 
@@ -86,3 +86,40 @@ def test_attacks_change_what_is_published():
     stack = np.stack([h[0] for h in honest] + [w[0]])
     assert np.allclose(alie[0], stack.mean(0) - stack.std(0), atol=1e-5)
     assert poison(w, {"mode": "equivocate"}) is w  # the weights are honest; the chain is not
+
+
+def test_a_plan_round_trips_through_its_file(tmp_path):
+    plan = FaultPlan(blocked=frozenset({B, C}), neighbours=frozenset({A}), default=Conditions(0.1, 0.02, 0.05),
+                     links={C: Conditions(latency_s=0.5)}, slow=2.5, attack=Attack("scaled", 3.0))
+    assert FaultPlan.from_json(plan.to_json()) == plan
+    assert FaultPlan.from_json(FaultPlan().to_json()) == FaultPlan()
+    assert plan.to_json()["blocked"] == [B, C] and plan.to_json()["attack"] == {"mode": "scaled", "scale": 3.0}
+    path = tmp_path / "faults.json"
+    assert write_fault_plan(path, plan) and not write_fault_plan(path, plan)  # the same plan: not rewritten
+    assert Faults(path).plan == plan
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_every_attack_of_the_scenario_schema_is_accepted_by_the_peer():
+    from learnae.scenario.schema import ATTACKS, Attack as ScenarioAttack
+
+    assert ATTACKS is ATTACK_MODES
+    for mode in ATTACKS:
+        plan = FaultPlan.from_json({"attack": {"mode": mode, "scale": None}})
+        assert plan.attack == Attack(mode) == ScenarioAttack(mode=mode).to_fault()
+    with pytest.raises(ValueError, match="attack"):
+        Attack("explode")
+    with pytest.raises(ValueError, match="scale"):
+        FaultPlan.from_json({"attack": {"mode": "noise", "scale": "big"}})
+
+
+def test_malformed_values_are_value_errors_the_peer_survives():
+    for bad in ({"links": {A: 0.3}}, {"slow": None}, {"latency_s": [1]}, {"attack": "sign-flip"}):
+        with pytest.raises(ValueError):
+            FaultPlan.from_json(bad)
+
+
+def test_poison_takes_the_typed_attack_or_its_json():
+    w = [np.arange(6, dtype=np.float32).reshape(2, 3)]
+    assert np.allclose(poison(w, Attack("scaled", 2.0))[0], poison(w, {"mode": "scaled", "scale": 2})[0])
+    assert np.allclose(poison(w, Attack("scaled"))[0], 10 * w[0])  # the mode's default scale

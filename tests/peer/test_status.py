@@ -1,14 +1,28 @@
-"""`learnae peer status` reads a data dir: running or not, progress, latest metrics."""
+"""metrics.jsonl as typed records (learnae.peer.record), and `learnae peer status`, which reads them
+with the checkpoint: running or not, progress, latest metrics."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 
 import numpy as np
 
 from learnae.peer.checkpoint import Checkpoint, save_checkpoint
 from learnae.peer.lock import DataDirLock
+from learnae.peer.record import METRICS_FILE, MetricsRecord, append_record, last_record, read_records
+from learnae.peer.status import read_status
+
+# a line as the peer writes it (learnae.peer.reporting)
+LINE = {"time": 1795301063.7, "peer_id": "12D3KooWA", "step": 420, "samples": 13440, "loss": 0.21,
+        "accuracy": 0.94, "val_loss": 0.25, "val_accuracy": 0.93, "test_loss": 0.3, "test_accuracy": 0.91,
+        "peers": 3, "known_authors": 4, "merges": 40, "snapshots": 84, "bytes_received": 5_100_000,
+        "bytes_sent": 60_000, "train_share": 0.71,
+        "time_s": {"gather": 3.1, "train": 40.2, "merge_wait": 0.5, "fetch_wait": 0.0, "merge": 1.2,
+                   "publish": 0.3, "checkpoint": 0.4},
+        "ledger_seq": 90, "announce_latency_s": 0.04, "fetch_latency_s": None, "rejected": 1,
+        "forks": ["12D3KooWB"], "faults_dropped": 2}
 
 
 def status(learnae_cli, data_dir):
@@ -40,3 +54,42 @@ def test_status_of_a_missing_data_dir_is_exit_2(learnae_cli, learnae_home, tmp_p
     proc = status(learnae_cli, tmp_path / "nope")
     assert proc.returncode == 2
     assert proc.stderr.startswith("learnae: error: ") and "--data-dir" in proc.stderr
+
+
+def test_a_record_round_trips_with_the_keys_the_peer_writes():
+    rec = MetricsRecord.from_json(LINE)
+    assert rec.to_json() == LINE  # same keys, same values: files and docs stay valid
+    assert MetricsRecord.from_json(rec.to_json()) == rec
+    assert rec.forks == ("12D3KooWB",) and rec.time_s["train"] == 40.2 and rec.fetch_latency_s is None
+    tagged = MetricsRecord.from_json({**LINE, "event": "merge-1"})
+    assert tagged.event == "merge-1" and tagged.to_json()["event"] == "merge-1" and "event" not in rec.to_json()
+
+
+def test_nan_and_infinity_are_written_as_null(tmp_path):
+    rec = MetricsRecord(time=1.0, step=1, loss=math.nan, val_accuracy=math.inf, time_s={"train": math.nan})
+    append_record(tmp_path, rec)
+    line = (tmp_path / METRICS_FILE).read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    back = json.loads(line)
+    assert back["loss"] is None and back["val_accuracy"] is None and back["time_s"] == {"train": None}
+    assert last_record(tmp_path).loss is None and last_record(tmp_path).time_s == {}
+
+
+def test_torn_and_invalid_lines_are_skipped(tmp_path):
+    for step in (1, 2):
+        append_record(tmp_path, MetricsRecord(time=float(step), step=step))
+    with open(tmp_path / METRICS_FILE, "a") as fh:
+        fh.write("[1, 2]\n")  # JSON, but not a record
+        fh.write('{"time": 3.0, "step": 3')  # torn, as after kill -9
+    assert [r.step for r in read_records(tmp_path)] == [1, 2]
+    assert last_record(tmp_path).step == 2
+    assert read_records(tmp_path / "nowhere") == [] and last_record(tmp_path / "nowhere") is None
+
+
+def test_an_old_file_missing_keys_and_bad_values_still_reads(tmp_path):
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"time": 5, "step": 10, "val_accuracy": 0.5, "unknown": 1}) + "\n"
+                                         + json.dumps({"step": "ten", "merges": 2.0, "forks": "x", "loss": True}))
+    old, bad = read_records(tmp_path)
+    assert (old.time, old.step, old.val_accuracy, old.merges, old.announce_latency_s) == (5.0, 10, 0.5, 0, None)
+    assert (bad.time, bad.step, bad.merges, bad.forks, bad.loss) == (None, 0, 2, (), None)
+    assert read_status(tmp_path).to_json()["accuracy"] is None  # the newest record has none

@@ -177,7 +177,7 @@ def test_a_bootstrap_peer_refused_during_a_partition_is_redialed_when_it_heals(t
         assert all(r.get("peers", 0) == 0 for r in b.metrics() if "step" in r)
         assert "connected to bootstrap peer" not in b.log_tail(10000)  # refused from the first dial on
         faults.write_text(json.dumps({"blocked": []}))  # heal
-        wait_until(lambda: f"the faults allow {peer_id(a)} again" in b.log_tail(10000), 30, "the redial")
+        wait_until(lambda: f"the policy allows {peer_id(a)} again" in b.log_tail(10000), 30, "the redial")
         wait_until(lambda: b.metrics() and b.metrics()[-1].get("peers", 0) >= 1, 60, "b connected to a")
     finally:
         kill_all(peers)

@@ -141,7 +141,7 @@ def test_kill_and_restart_at_the_same_moment_stay_in_order():
     data = scenario_from_ledger(c.entries + other.entries)
     assert [(a, p) for _, a, p in events(data)] == [("kill", ["peer-0"]), ("restart", ["peer-0"])]
     p = plan(parse_scenario(data))
-    assert [x["action"] for x in p.timeline] == ["kill", "restart"]
+    assert [x.action for x in p.timeline] == ["kill", "restart"]
 
 
 def test_replay_file_validates_and_plans_the_same_timeline(churn, tmp_path):
@@ -152,7 +152,7 @@ def test_replay_file_validates_and_plans_the_same_timeline(churn, tmp_path):
     text = out.read_text()
     assert text.startswith("# Replayed from") and f"peer-1: {churn['crashed'].peer_id}" in text
     p = plan(load_scenario(out))
-    assert [x["action"] for x in p.timeline] == ["kill", "kill", "join", "restart", "leave", "join"]
+    assert [x.action for x in p.timeline] == ["kill", "kill", "join", "restart", "leave", "join"]
     assert [q.name for q in p.peers if not q.start] == ["peer-4"]
 
 

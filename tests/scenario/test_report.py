@@ -1,4 +1,5 @@
-"""accuracy.png, report.md and `learnae scenario compare`, from report dicts that follow the format-1 contract."""
+"""report.json's typed records, accuracy.png, report.md and `learnae scenario compare`, from report dicts that
+follow the format-1 contract."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from click.testing import CliRunner
 
 from learnae.cli.main import cli
 from learnae.errors import UserError
-from learnae.scenario.report import compare_runs, event_label, honest_mean_series, plot_accuracy, write_markdown
+from learnae.peer.faults import Attack
+from learnae.scenario.compare import compare_runs
+from learnae.scenario.markdown import write_markdown
+from learnae.scenario.plot import honest_mean_series, plot_accuracy
+from learnae.scenario.report import Report, load_report
+from learnae.scenario.timeline import (AttackAction, FiredEvent, HealAction, PartitionAction, PeerAction, SlowAction,
+                                       event_label, item_from_json)
 
 KILL = {"at": 30.0, "action": "kill", "peers": ["peer-2"]}
 RESTART = {"at": 45.0, "action": "restart", "peers": ["peer-2"]}
@@ -74,7 +81,7 @@ def make_report(name: str = "churn", *, timeline=(KILL, RESTART), final_acc: flo
         "final": {"mean_accuracy": final_acc, "min_accuracy": final_acc - 0.02, "max_accuracy": final_acc,
                   "peers_alive": n_peers, "ledger_valid": True, "forks": [], "consensus_distance": 0.4,
                   "max_consensus_distance": 0.7, "merges": 180, "bytes_received": 36_000_000,
-                  "bytes_sent": 30_000_000, "rejected": 3, "duration_s": 92.5},
+                  "bytes_sent": 30_000_000, "rejected": 3, "announce_latency_s": 0.05, "duration_s": 92.5},
         "expectations": [{"expect": f"mean_accuracy >= {threshold}", "ok": ok, "value": final_acc},
                          {"expect": "ledger_valid: true", "ok": True, "value": True}],
         "ok": ok,
@@ -89,6 +96,10 @@ def run_dir(root: Path, name: str, report: dict) -> Path:
     return out
 
 
+def typed(report: dict) -> Report:
+    return Report.from_json(report)
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG file"
@@ -96,7 +107,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_accuracy_plot_is_a_readable_png(tmp_path):
-    path = plot_accuracy(make_report(), tmp_path / "accuracy.png")
+    path = plot_accuracy(typed(make_report()), tmp_path / "accuracy.png")
     width, height = png_size(path)
     assert width >= 1000 and height >= 600  # 10 x 6.5 inches at 120 dpi
     assert path.stat().st_size > 20_000  # lines, labels and two panels, not a blank canvas
@@ -108,19 +119,46 @@ def test_plot_copes_with_many_peers_no_consensus_and_a_peer_that_never_started(t
     report["peers"]["peer-20"] = peer(20, [], state="never-started")
     report["events"].append({"t": 60.0, "at": 60.0, "action": "partition", "groups": [["peer-0"], ["peer-1"]],
                              "ok": False, "detail": "peer-1 was not running"})
-    width, _ = png_size(plot_accuracy(report, tmp_path / "sub" / "accuracy.png"))
+    width, _ = png_size(plot_accuracy(typed(report), tmp_path / "sub" / "accuracy.png"))
     assert width >= 1000
 
 
 def test_event_labels_are_short():
-    assert event_label(KILL) == "kill peer-2"
-    assert event_label({"action": "kill", "peers": ["a", "b", "c"]}) == "kill 3 peers"
-    assert event_label({"action": "heal"}) == "heal"
-    assert event_label({"action": "partition", "groups": [["peer-0", "peer-1"], ["peer-2"]]}) == \
-        "partition peer-0+peer-1 | peer-2"
-    assert event_label({"action": "attack", "modes": {"peer-7": {"mode": "sign-flip", "scale": None}}}) == \
-        "attack peer-7 sign-flip"
-    assert event_label({"action": "slow", "factors": {"peer-1": 2.0}, "ok": False}) == "slow peer-1 x2 (failed)"
+    assert event_label(item_from_json(KILL)) == "kill peer-2"
+    assert event_label(PeerAction(1.0, "kill", ("a", "b", "c"))) == "kill 3 peers"
+    assert event_label(HealAction(1.0)) == "heal"
+    assert event_label(PartitionAction(1.0, (("peer-0", "peer-1"), ("peer-2",)))) == "partition peer-0+peer-1 | peer-2"
+    assert event_label(AttackAction(1.0, {"peer-7": Attack("sign-flip")})) == "attack peer-7 sign-flip"
+    assert event_label(AttackAction(1.0, {"peer-7": None})) == "attack peer-7 off"
+    assert event_label(FiredEvent(1.2, SlowAction(1.0, {"peer-1": 2.0}), ok=False)) == "slow peer-1 x2 (failed)"
+
+
+def test_the_report_round_trips_exactly():
+    data = make_report()
+    data["partition"]["error"] = "dataset not found"
+    data["events"].append({"t": 60.0, "at": 60.0, "action": "attack", "ok": False, "detail": "x",
+                           "modes": {"peer-1": {"mode": "noise", "scale": 0.5}, "peer-2": None}})
+    data["timeline"].append({"at": 61.0, "action": "slow", "factors": {"peer-1": 3.0}})
+    report = typed(data)
+    assert report.to_json() == json.loads(json.dumps(data))
+    assert report.peers["peer-4"].attack == Attack("sign-flip") and not report.peers["peer-4"].honest
+    assert report.events[-1].item.modes["peer-1"] == Attack("noise", 0.5) and report.events[-1].ok is False
+    assert report.final.metric("mean_accuracy") == 0.93 and report.final.metric("nonsense") is None
+
+
+def test_a_report_of_an_older_run_missing_keys_still_loads(tmp_path):
+    data = make_report()
+    for key in ("consensus", "partition", "files", "source", "started_at"):
+        del data[key]
+    for p in data["peers"].values():
+        del p["final"]["rejected"], p["ledger"], p["series"][0]["event"]
+    del data["final"]["announce_latency_s"]
+    report = load_report(run_dir(tmp_path, "old", data))
+    assert report.consensus == () and report.partition.digest is None and report.files.accuracy_plot == "accuracy.png"
+    assert report.peers["peer-0"].final.rejected == 0 and report.peers["peer-0"].ledger.valid is None
+    assert report.final.announce_latency_s is None
+    write_markdown(report, tmp_path / "report.md")
+    assert png_size(plot_accuracy(report, tmp_path / "accuracy.png"))[0] >= 1000
 
 
 def test_honest_mean_ignores_attackers_and_peers_that_are_down():
@@ -128,7 +166,7 @@ def test_honest_mean_ignores_attackers_and_peers_that_are_down():
     report["peers"] = {"a": peer(0, series(lambda t: 0.8)),
                        "b": peer(1, series(lambda t: 0.6, end=30), state="killed"),
                        "evil": peer(2, series(lambda t: 0.0), honest=False)}
-    mean = dict(honest_mean_series(report))
+    mean = dict(honest_mean_series(typed(report)))
     assert mean[20.0] == pytest.approx(0.7)
     assert mean[50.0] == pytest.approx(0.8)  # b has been down for 20 s: it no longer counts
 
@@ -139,7 +177,7 @@ def test_markdown_of_a_failed_run_names_what_failed(tmp_path):
     report["peers"]["peer-1"] = peer(1, series(lambda t: 0.8), valid=False, forks=["peer-4"])
     report["expectations"].append({"expect": "forks_detected: [peer-4]", "ok": False,
                                    "value": {"peer-0": [], "peer-1": ["peer-4"]}})
-    text = write_markdown(report, tmp_path / "report.md").read_text()
+    text = write_markdown(typed(report), tmp_path / "report.md").read_text()
     assert text.startswith("# Scenario `churn`: FAIL")
     assert "| `mean_accuracy >= 0.9` | 0.8123 | **FAIL** |" in text
     assert "| `ledger_valid: true` | yes | ok |" in text
@@ -153,7 +191,7 @@ def test_markdown_of_a_failed_run_names_what_failed(tmp_path):
 
 
 def test_markdown_of_a_passing_run(tmp_path):
-    text = write_markdown(make_report(), tmp_path / "report.md").read_text()
+    text = write_markdown(typed(make_report()), tmp_path / "report.md").read_text()
     assert text.startswith("# Scenario `churn`: PASS") and "**FAIL**" not in text
     assert "36.00 MB received" in text
 
@@ -168,10 +206,11 @@ def test_compare_lists_runs_and_flags_different_timelines(tmp_path):
     assert [line.split()[0] for line in lines[1:4]] == ["mean", "trimmed", "nokill"]
     assert "timelines DIFFER: A = mean, trimmed; B = nokill" in table
     assert "data partitions: DIFFER" in table
-    assert [r["timeline"] for r in rows] == ["A", "A", "B"]
-    assert rows[0]["same_timeline_as"] == ["trimmed"] and rows[2]["same_timeline_as"] == []
-    assert rows[1]["mean_accuracy"] == 0.95 and rows[2]["ok"] is False and rows[2]["expectations_passed"] == 1
-    assert rows[0]["mb_received"] == 36.0 and rows[0]["partition_digest"].startswith("abab")
+    assert [r.timeline for r in rows] == ["A", "A", "B"]
+    assert rows[0].same_timeline_as == ("trimmed",) and rows[2].same_timeline_as == ()
+    assert rows[1].mean_accuracy == 0.95 and rows[2].ok is False and rows[2].expectations_passed == 1
+    assert rows[0].mb_received == 36.0 and rows[0].partition_digest.startswith("abab")
+    assert rows[0].to_json()["same_timeline_as"] == ["trimmed"]
     assert "1/2 FAIL" in lines[3] and "2/2" in lines[1]
     assert png_size(tmp_path / "compare.png")[0] >= 1000
 
@@ -197,6 +236,9 @@ def test_compare_names_the_directory_without_a_report(tmp_path):
         compare_runs([bad], tmp_path / "c.png")
     (bad / "report.json").write_text('{"format": 2}')
     with pytest.raises(UserError, match="not a scenario report of format 1"):
+        compare_runs([bad], tmp_path / "c.png")
+    (bad / "report.json").write_text(json.dumps({**make_report(), "timeline": [{"at": 1, "action": "explode"}]}))
+    with pytest.raises(UserError, match="bad/report.json: malformed report .*explode"):
         compare_runs([bad], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
 
@@ -225,7 +267,8 @@ def test_cli_compare_missing_directory_is_exit_2_in_one_line(learnae_cli, tmp_pa
 
 
 def test_report_and_replay_import_light():
-    code = ("import sys, learnae.scenario.report, learnae.scenario.replay; "
+    code = ("import sys, learnae.scenario.report, learnae.scenario.plot, learnae.scenario.markdown, "
+            "learnae.scenario.compare, learnae.scenario.replay; "
             "print([m for m in ('tensorflow', 'libp2p', 'matplotlib') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

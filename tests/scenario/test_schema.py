@@ -41,18 +41,18 @@ def test_shipped_scenarios_say_what_the_issue_asks():
     assert len(s["non-iid"].peers) == 8 and s["non-iid"].scenario.partition == "classes:2"
     churn = s["churn"]
     assert len(churn.peers) == 8
-    killed = {n for e in churn.timeline if e["action"] == "kill" for n in e["peers"]}
-    restarted = {n for e in churn.timeline if e["action"] == "restart" for n in e["peers"]}
+    killed = {n for e in churn.timeline if e.action == "kill" for n in e.peers}
+    restarted = {n for e in churn.timeline if e.action == "restart" for n in e.peers}
     assert len(killed) == 2 and killed == restarted
-    assert any(e["action"] == "join" for e in churn.timeline)
-    assert [e["action"] for e in s["partition"].timeline] == ["partition", "heal"]
+    assert any(e.action == "join" for e in churn.timeline)
+    assert [e.action for e in s["partition"].timeline] == ["partition", "heal"]
     byz = s["byzantine"]
     assert len(byz.peers) == 8 and sum(p.attack is not None for p in byz.peers) == 2
     assert byz.scenario.merge.rule in ("median", "trimmed-mean", "krum", "multi-krum", "centered-clip")
     net = s["lossy"].scenario.network
     assert net.latency == pytest.approx(0.1) and net.loss == pytest.approx(0.05)
     eq = s["equivocation"]
-    assert any(e["action"] == "attack" and any(m and m["mode"] == "equivocate" for m in e["modes"].values())
+    assert any(e.action == "attack" and any(m and m.mode == "equivocate" for m in e.modes.values())
                for e in eq.timeline)
     assert any(x.metric == "forks_detected" for x in eq.scenario.expect)
 
@@ -105,18 +105,18 @@ def test_the_plan_depends_on_the_file_alone():
     text = (ROOT / "scenarios" / "churn.yaml").read_text()
     a, b = plan(parse_scenario(yaml.safe_load(text))), plan(parse_scenario(yaml.safe_load(text)))
     assert a.timeline == b.timeline and a.peers == b.peers
-    assert [e["at"] for e in a.timeline] == sorted(e["at"] for e in a.timeline)
+    assert [e.at for e in a.timeline] == sorted(e.at for e in a.timeline)
 
 
 def test_the_partition_of_a_plan_is_reproducible():
-    from learnae.scenario.runner import partition_summary
+    from learnae.scenario.measurement import partition_summary
 
     p = plan(load_scenario(ROOT / "scenarios" / "non-iid.yaml"))
     first, second = partition_summary(p), partition_summary(p)
-    assert first["digest"] == second["digest"] and first["shards"] == second["shards"]
-    assert all(len(s["classes"]) == 2 for s in first["shards"].values())  # classes:2
+    assert first.digest == second.digest and first.shards == second.shards
+    assert all(len(s.classes) == 2 for s in first.shards.values())  # classes:2
     other = plan(parse_scenario({**yaml.safe_load((ROOT / "scenarios" / "non-iid.yaml").read_text()), "seed": 99}))
-    assert partition_summary(other)["digest"] != first["digest"]
+    assert partition_summary(other).digest != first.digest
 
 
 def test_cli_validate_and_its_errors(tmp_path):
