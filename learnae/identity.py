@@ -21,6 +21,7 @@ Export formats (``learnae key export``):
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,25 +154,31 @@ class Identity:
         """Parse a key in any export format (PEM, or libp2p protobuf with 32 or 64 bytes).
 
         Raises:
-            ValueError: if the bytes are none of the supported forms, or a 64-byte
+            KeyFileError: (a ``ValueError``) and nothing else, whatever ``data``
+                holds: the bytes are none of the supported forms, or a 64-byte
                 protobuf key's public half does not match its seed.
         """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise KeyFileError(f"a key is bytes, not {type(data).__name__}")
+        data = bytes(data)
         if data.lstrip().startswith(b"-----BEGIN"):
             try:
                 key = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"unreadable PEM key: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - ValueError, TypeError, UnsupportedAlgorithm, ...
+                # cryptography's messages can span lines; the first says what is wrong
+                detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                raise KeyFileError(f"unreadable PEM key: {detail}") from None
             if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError("the PEM key is not an Ed25519 key")
+                raise KeyFileError("the PEM key is not an Ed25519 key")
             return cls(key)
         if len(data) == 68 and data.startswith(_PB_ED25519_PRIV64):
             ident = cls.from_seed(data[4:36])
             if ident.public_key != data[36:]:
-                raise ValueError("the key's public half does not match its seed")
+                raise KeyFileError("the key's public half does not match its seed")
             return ident
         if len(data) == 36 and data.startswith(_PB_ED25519_PRIV32):
             return cls.from_seed(data[4:])
-        raise ValueError("not an Ed25519 key in PEM (PKCS#8) or libp2p protobuf form")
+        raise KeyFileError("not an Ed25519 key in PEM (PKCS#8) or libp2p protobuf form")
 
     # -- key file --------------------------------------------------------------
 
@@ -193,30 +200,39 @@ class Identity:
         """Read a key file, refusing one that other users can read.
 
         Raises:
-            KeyFileError: missing, too open (group/other bits set) or malformed.
+            KeyFileError: and nothing else: missing, unreadable, not a regular
+                file, too open (group/other bits set) or malformed.
         """
         path = Path(path)
         try:
-            mode = path.stat().st_mode
+            st = path.stat()
         except FileNotFoundError:
             raise KeyFileError(
                 f"{path}: no identity key; create one with `learnae key new`"
             ) from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        except OSError as exc:  # e.g. a parent directory without permission
+            raise KeyFileError(f"{path}: cannot read the key file ({exc.strerror or exc})") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"{path}: the key file is not a regular file; move it away or pass another data dir")
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(
-                f"{path}: key file is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
+                f"{path}: key file is accessible by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
                 f"fix with `chmod 600 {path}`"
             )
         try:
-            return cls.from_bytes(path.read_bytes())
-        except ValueError as exc:
-            raise KeyFileError(f"{path}: {exc}") from exc
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read the key file ({exc.strerror or exc})") from None
+        try:
+            return cls.from_bytes(raw)
+        except KeyFileError as exc:
+            raise KeyFileError(f"{path}: {exc}") from None
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Identity:
         """Load ``<data_dir>/identity.key``, creating a new key on first use."""
         path = Path(data_dir) / KEY_FILE
-        if not path.exists():
+        if not os.path.lexists(path):  # never raises: a path it cannot check is left to load()
             ident = cls.generate()
             try:
                 ident.save(path)

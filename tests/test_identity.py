@@ -98,3 +98,61 @@ def test_import_rejects_mismatched_halves_and_garbage():
 def test_peer_id_rejects_wrong_length():
     with pytest.raises(ValueError):
         peer_id_from_public_key(b"\x00" * 31)
+
+
+def _pem(key, encryption=None) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption or serialization.NoEncryption())
+
+
+def _hostile_keys() -> list[bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, x25519
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    good = Identity.generate().to_bytes("pem-pkcs8")
+    lines = good.split(b"\n")
+    return [
+        _pem(ec.generate_private_key(ec.SECP256R1())),  # another algorithm
+        _pem(x25519.X25519PrivateKey.generate()),
+        _pem(ed448.Ed448PrivateKey.generate()),
+        _pem(Ed25519PrivateKey.generate(), serialization.BestAvailableEncryption(b"pw")),  # encrypted: TypeError
+        Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        b"\n".join([lines[0], b"!!!!" + lines[1][4:], *lines[2:]]),  # bad base64
+        b"\n".join([lines[0], b"MAMCAQA=", lines[-2]]),  # DER that is not a key
+        b"-----BEGIN PRIVATE KEY-----\n",
+        b"   -----BEGIN \xff\xfe",
+        b"",
+    ]
+
+
+def test_every_malformed_key_is_a_key_file_error():
+    for raw in _hostile_keys():
+        with pytest.raises(KeyFileError):
+            Identity.from_bytes(raw)
+    with pytest.raises(KeyFileError):
+        Identity.from_bytes("a str")  # type: ignore[arg-type]
+
+
+def test_a_bad_key_file_is_one_key_file_error_naming_it(tmp_path):
+    path = tmp_path / "identity.key"
+    for raw in _hostile_keys():
+        path.write_bytes(raw)
+        os.chmod(path, 0o600)
+        with pytest.raises(KeyFileError, match=str(path)):
+            Identity.load(path)
+
+
+def test_a_key_path_that_is_no_file_is_a_key_file_error(tmp_path):
+    (tmp_path / "identity.key").mkdir(mode=0o700)
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        Identity.load(tmp_path / "identity.key")
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        Identity.load_or_create(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(KeyFileError):  # a data dir that is a file: NotADirectoryError before
+        Identity.load(blocker / "identity.key")

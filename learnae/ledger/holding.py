@@ -87,10 +87,14 @@ class HoldingArea:
         return list(waiting.values())
 
     def missing(self) -> list[CID]:
-        """The ``prev`` CIDs held entries are waiting for, oldest first."""
+        """The ``prev`` CIDs held entries wait for that nobody holds, oldest first.
+
+        A held entry whose predecessor is held too is not missing anything yet: only
+        the earliest gap of each run of held entries is worth fetching.
+        """
         seen, out = set(), []
         for prev in self._order.values():
-            if prev not in seen:
+            if prev not in seen and prev not in self._order:
                 seen.add(prev)
                 out.append(cid_from_bytes(prev))
         return out

@@ -12,6 +12,7 @@ edges child entry -> parent entry with weight: forward and reverse lineage),
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -32,8 +33,10 @@ CREATE INDEX IF NOT EXISTS entries_author_seq ON entries(author, seq);
 CREATE INDEX IF NOT EXISTS entries_kind_ts ON entries(kind, ts);
 CREATE INDEX IF NOT EXISTS entries_ts ON entries(ts);
 CREATE INDEX IF NOT EXISTS entries_model ON entries(model);
--- covering indexes for credits and lineage (a table lookup per row would cost ~1 s at 100k)
-CREATE INDEX IF NOT EXISTS entries_author_kind ON entries(author, kind, seq, samples);
+-- covering indexes for credits and lineage (a table lookup per row would cost ~1 s at 100k);
+-- the claims are bounded in Python, which needs step beside samples (replaces entries_author_kind)
+DROP INDEX IF EXISTS entries_author_kind;
+CREATE INDEX IF NOT EXISTS entries_author_claims ON entries(author, kind, seq, samples, step);
 CREATE TABLE IF NOT EXISTS parents(
     child BLOB NOT NULL, child_author TEXT NOT NULL, child_seq INTEGER NOT NULL,
     parent BLOB NOT NULL, weight REAL NOT NULL,
@@ -72,6 +75,8 @@ class Index:
                 self.db.close()
                 raise
             return
+        if str(path) != ":memory:":  # created private; SQLite gives its -wal and -shm files the same mode
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # the logs, not the index, are the durable truth

@@ -139,6 +139,14 @@ class Ledger:
         self.fetch_block = fetch_block
         self.holding = HoldingArea(max_held)
         self.rejected: dict[str, int] = {}  # reason -> count
+        # Called with every entry stored from the network (received, released from the
+        # holding area, fetched to fill a gap, synced), so a peer's view of the swarm
+        # learns only entries whose chain is complete, whatever path they came by.
+        self.on_store: Callable[[Entry], None] | None = None
+        self._gap_tries: dict[bytes, tuple[int, float]] = {}  # missing prev -> (fetches, next try at)
+        # While True (a peer sets it from start until it has synced with the swarm), an entry
+        # signed with our key that continues our chain is taken back into own.log.
+        self.recovering = False
         self._load_own_head()
 
     def _open_readonly(self) -> None:
@@ -161,8 +169,8 @@ class Ledger:
         self._own.records = self._recv.records = []
 
     def _open_writable(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -319,6 +327,10 @@ class Ledger:
 
     def _place(self, e: Entry, key: bytes) -> ReceiveResult:
         others = [c for c in self.index.at(e.author, e.seq) if c != key]
+        if others and self.index.fork_seq(e.author) is not None:
+            # One proof per author suffices: more twins prove nothing new and would let a
+            # forked author grow every peer's ledger without bound.
+            return ReceiveResult(Status.DUPLICATE, e.cid)
         if others:
             self._store(e)
             self.index.add_fork(e.author, e.seq, others[0], key)
@@ -327,9 +339,15 @@ class Ledger:
                         e.author, e.seq, proof.first.cid, e.cid)
             return ReceiveResult(Status.FORK, e.cid, proof=proof)
         if e.author == self._own_id:
-            # only this peer writes its chain: an entry of ours that we never wrote, past our head,
-            # is a forgery or a leftover of a lost data dir; never build on it
-            return self._rejected(e.cid, "unknown-own-entry")
+            # Our own signature on the entry that follows our head: we signed it before own.log
+            # lost its tail (or the data dir was restored from a backup). Take it back, so the
+            # next append continues the chain instead of signing a second entry at this seq.
+            if not (self.recovering and not self.readonly and e.seq >= self.next_seq):
+                # anything else of ours that we never wrote is a forgery; never build on it
+                return self._rejected(e.cid, "unknown-own-entry")
+            if e.seq == self.next_seq and e.prev == self.head:
+                return self._adopt_own(e)
+            # a later one waits in the holding area for the entries before it
         fork_seq = self.index.fork_seq(e.author)
         if fork_seq is not None and e.seq > fork_seq:
             return self._rejected(e.cid, "forked-author")
@@ -368,6 +386,19 @@ class Ledger:
         with self.index:
             self.index.add(e, RECEIVED, off, len(data))
             self.index.set_meta("recv_size", self._recv.size)
+        if self.on_store is not None:
+            self.on_store(e)
+
+    def _adopt_own(self, e: Entry) -> ReceiveResult:
+        data = e.to_bytes()
+        off = self._own.append(data, durable=True)
+        with self.index:
+            self.index.add(e, OWN, off, len(data))
+            self.index.set_meta("own_size", self._own.size)
+        self.head, self.next_seq, self._last_ts = e.cid, e.seq + 1, max(self._last_ts, e.ts)
+        log.warning("recovered own entry seq %d (%s) from the swarm: this peer had signed it before "
+                    "its own.log lost it", e.seq, e.cid)
+        return ReceiveResult(Status.ACCEPTED, e.cid, released=tuple(self._release(cid_to_bytes(e.cid))))
 
     def _release(self, key: bytes) -> list[ReceiveResult]:
         out, stack = [], [key]
@@ -381,12 +412,19 @@ class Ledger:
                     stack.append(ckey)
         return out
 
-    async def fill_gaps(self, *, timeout_s: float = 10.0, max_fetches: int = 256) -> int:
+    async def fill_gaps(self, *, timeout_s: float = 10.0, max_fetches: int = 256,
+                        retry_s: float = 30.0, max_tries: int = 5) -> int:
         """Fetch the missing ``prev`` of held entries through ``fetch_block``; return blocks fetched.
 
-        Each fetch has a deadline; a block that does not hash to its CID or
-        does not verify is dropped (and counted in :attr:`rejected`).
+        Only prevs nobody holds are asked for (a held entry's predecessor that is held
+        itself is not missing, only waiting). A prev that could not be fetched is asked
+        again after ``retry_s`` (doubling), at most ``max_tries`` times: an entry whose
+        ``prev`` points nowhere costs a bounded number of requests, then waits in the
+        holding area until evicted. Each fetch has a deadline; a block that does not
+        hash to its CID or does not verify is dropped (and counted in :attr:`rejected`).
         """
+        import time
+
         import trio
 
         from learnae.ledger.verify import block_cid_ok
@@ -395,7 +433,10 @@ class Ledger:
             return 0
         fetched, tried = 0, set()
         while fetched < max_fetches:
-            wanted = [c for c in self.holding.missing() if c not in tried]
+            now = time.monotonic()
+            wanted = [c for c in self.holding.missing() if c not in tried
+                      and self._gap_tries.get(bytes(c), (0, 0.0))[1] <= now
+                      and self._gap_tries.get(bytes(c), (0, 0.0))[0] < max_tries]
             if not wanted:
                 break
             for cid in wanted[: max_fetches - fetched]:
@@ -405,13 +446,23 @@ class Ledger:
                     with trio.fail_after(timeout_s):
                         data = await self.fetch_block(cid)
                 except Exception as exc:  # any store or network failure: try again another time
-                    log.info("could not fetch missing entry %s: %r", cid, exc)
+                    n = self._gap_tries.get(bytes(cid), (0, 0.0))[0] + 1
+                    self._gap_tries[bytes(cid)] = (n, time.monotonic() + retry_s * 2 ** (n - 1))
+                    log.debug("could not fetch missing entry %s (try %d): %r", cid, n, exc)
                     continue
+                self._gap_tries.pop(bytes(cid), None)
                 if not isinstance(data, (bytes, bytearray)) or not block_cid_ok(cid, bytes(data)):
                     self._rejected(cid, "cid-mismatch")
                     continue
                 self.receive(bytes(data))
+        if len(self._gap_tries) > 4 * self.holding.max_entries:  # forget the oldest bookkeeping
+            for key in list(self._gap_tries)[: len(self._gap_tries) // 2]:
+                del self._gap_tries[key]
         return fetched
+
+    def gaps(self) -> int:
+        """Missing entries held entries wait for (the ledger's outstanding gaps)."""
+        return len(self.holding.missing())
 
     def sync(self) -> None:
         """Make every received entry durable (own appends always are)."""
@@ -483,6 +534,29 @@ class Ledger:
         from learnae.ledger.archive import import_car
 
         return import_car(self, path, put_block=put_block)
+
+    def chain_heads(self, swarm: str | None = None) -> dict[str, tuple[int, CID]]:
+        """``author -> (seq, CID)`` of each author's highest stored entry (of ``swarm`` if given)."""
+        sql = ("SELECT e.author, e.seq, e.cid FROM entries e JOIN (SELECT author, MAX(seq) AS s FROM entries "
+               "GROUP BY author) h ON h.author = e.author AND h.s = e.seq")
+        out = {}
+        for author, seq, cid in self.index.db.execute(sql):
+            if author not in out:  # a forked head: either twin will do
+                out[author] = (seq, cid_from_bytes(cid))
+        if swarm is not None:
+            out = {a: h for a, h in out.items() if (e := self.entry(h[1])) is not None and e.swarm == swarm}
+        return out
+
+    def chain_after(self, author: str, seq: int, limit: int = 256) -> list[bytes]:
+        """The stored entries of ``author`` with a seq above ``seq``, in chain order, as block bytes."""
+        rows = self.index.db.execute(
+            "SELECT log, off, len FROM entries WHERE author=? AND seq>? ORDER BY seq LIMIT ?",
+            (author, seq, int(limit))).fetchall()
+        return [self._logs[log_id].read(off, length) for log_id, off, length in rows]
+
+    def entry_at(self, author: str, seq: int) -> list[CID]:
+        """The CIDs stored at ``(author, seq)``: one, or two for a fork."""
+        return [cid_from_bytes(c) for c in self.index.at(author, seq)]
 
     def heads(self) -> list[CID]:
         """The CID of each author's highest stored entry (the CAR roots)."""

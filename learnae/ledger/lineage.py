@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from multiformats import CID
 
 from learnae.ledger.cbor import cid_from_bytes, cid_to_bytes
+from learnae.ledger.credits import MAX_MERGE_WEIGHT, MAX_SHARD_SAMPLES, credited_samples
 
 __all__ = ["AuthorLineage", "ShardRef", "Lineage", "trace"]
 
 
 @dataclass(frozen=True, slots=True)
 class ShardRef:
-    """A data shard in a model's lineage."""
+    """A data shard in a model's lineage (``samples``: its claim, at most ``MAX_SHARD_SAMPLES``)."""
 
     shard: CID
     author: str
@@ -39,8 +40,10 @@ class AuthorLineage:
         author: peer ID.
         horizon_seq: highest ``seq`` of the author the model depends on.
         snapshots: the author's snapshots at or below the horizon.
-        samples: samples the author had trained at the horizon.
-        merged_weight: sum of merge weights with which its snapshots entered the lineage.
+        samples: samples the author had trained at the horizon, as far as credits
+            count them (:func:`~learnae.ledger.credits.credited_samples`: claims are bounded).
+        merged_weight: sum of merge weights with which its snapshots entered the lineage
+            (each at most ``MAX_MERGE_WEIGHT``, as in credits).
         forked: the author is caught equivocating (its part of the lineage is suspect).
     """
 
@@ -111,9 +114,9 @@ def trace(db, model: CID) -> Lineage:
         done[author] = hi
         # aggregated in SQLite: one row per merged author, not one per merge edge
         rows = db.execute(
-            "SELECT parent_author, MAX(parent_seq), SUM(weight), COUNT(*) FROM parents "
+            "SELECT parent_author, MAX(parent_seq), SUM(MIN(weight, ?)), COUNT(*) FROM parents "
             "WHERE child_author=? AND child_seq>? AND child_seq<=? AND parent_author IS NOT NULL "
-            "GROUP BY parent_author", (author, lo, hi)).fetchall()
+            "GROUP BY parent_author", (MAX_MERGE_WEIGHT, author, lo, hi)).fetchall()
         for parent_author, parent_seq, w, n in rows:
             merges += n
             weight[parent_author] = weight.get(parent_author, 0.0) + w
@@ -124,12 +127,14 @@ def trace(db, model: CID) -> Lineage:
     forks = dict(db.execute("SELECT author, MIN(seq) FROM forks GROUP BY author"))
     authors, shards = {}, []
     for author, hi in sorted(horizon.items()):
-        snaps, samples = db.execute(
-            "SELECT COUNT(*), COALESCE(MAX(samples), 0) FROM entries WHERE author=? AND kind='snapshot' AND seq<=?",
-            (author, hi)).fetchone()
+        claims = sorted(db.execute(  # the author's claims up to the horizon; bounded as credits bound them
+            "SELECT seq, kind, step, samples FROM entries WHERE author=? AND kind IN ('shard', 'snapshot') "
+            "AND seq<=?", (author, hi)).fetchall())
+        samples, _ = credited_samples((kind, step, n) for _, kind, step, n in claims)
+        snaps = sum(1 for c in claims if c[1] == "snapshot")
         authors[author] = AuthorLineage(author, hi, snaps, samples, weight.get(author, 0.0), author in forks)
         for shard, n in db.execute(
                 "SELECT shard, samples FROM entries WHERE author=? AND kind='shard' AND seq<=? ORDER BY seq",
                 (author, hi)):
-            shards.append(ShardRef(cid_from_bytes(shard), author, n))
+            shards.append(ShardRef(cid_from_bytes(shard), author, min(n, MAX_SHARD_SAMPLES)))
     return Lineage(model, [cid_from_bytes(r[0]) for r in roots], authors, shards, merges)

@@ -95,7 +95,7 @@ class EntryLog:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # a peer's ledger is its own business
             if created:
                 fsync_dir(self.path.parent)
         self.records, self.size = self._scan()
@@ -110,7 +110,9 @@ class EntryLog:
         self.torn_bytes = total - valid
         if damaged and not self.readonly:
             raise StoreError(f"{self.path} is damaged at byte {valid} of {total} (not an interrupted append); "
-                             f"check with `learnae ledger verify`, then move the file away to start over")
+                             f"restore the data dir's ledger/ folder from a backup (a peer then takes back from "
+                             f"the swarm what it signed since), and check it with `learnae ledger verify`; "
+                             f"never start this key over with an empty ledger: the swarm would see a fork")
         if self.torn_bytes and not self.readonly:
             log.warning("%s: dropping %d bytes of an interrupted append at the tail", self.path, self.torn_bytes)
             os.ftruncate(self._fd, valid)

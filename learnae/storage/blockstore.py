@@ -20,6 +20,9 @@ Guarantees:
   which the read check detects. Pins follow the same setting (an fsync on a
   busy ext4 disk flushes everyone's dirty data and can take seconds).
 * Blocks over 2 MiB are rejected (:class:`~learnae.errors.InvalidBlockError`).
+* Private: the directories are created mode 0700 and every file 0600 (a data dir
+  may hold a peer's training shard), and an existing ``blocks`` directory that is
+  open to other users is closed (0700) when the store is opened.
 
 Methods are synchronous (local file I/O); the async :class:`~learnae.storage.store.Store`
 runs them in worker threads.
@@ -40,6 +43,7 @@ import logging
 import os
 import queue
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,9 +57,23 @@ from learnae.fsutil import atomic_write, fsync_dir
 from learnae.storage.cid import DAG_CBOR, DAG_PB, block_key, cid_of, parse_cid, verify_block
 from learnae.storage.dagpb import decode_node
 
-__all__ = ["BlockStore", "CorruptBlockError", "BlockNotFoundError", "cid_of"]
+__all__ = ["BlockStore", "CorruptBlockError", "BlockNotFoundError", "cid_of", "block_links"]
 
 log = logging.getLogger(__name__)
+
+# Blocks may hold a peer's shard (its private training data): readable by its owner only.
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+
+def _close_to_others(directory: Path) -> None:
+    """Make ``directory`` 0700 if group or others have any access (a data dir made by an older version)."""
+    try:
+        mode = directory.stat().st_mode
+        if mode & 0o077:
+            os.chmod(directory, stat.S_IMODE(mode) & ~0o077)
+    except OSError as exc:  # not ours (a shared mount): say so, do not fail
+        log.warning("cannot make %s private: %s", directory, exc)
 
 
 class CorruptBlockError(StoreError):
@@ -89,7 +107,9 @@ class BlockStore:
         # temp names unique per process and store: no collisions between writer threads
         self._tmp_tag = f"{os.getpid()}.{secrets.token_hex(3)}."
         self._tmp_seq = itertools.count()
-        (self.root / "pins").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        _close_to_others(self.root)
+        (self.root / "pins").mkdir(mode=_DIR_MODE, exist_ok=True)
 
     # -- paths -------------------------------------------------------------------
 
@@ -136,12 +156,12 @@ class BlockStore:
         shard, name = path.rsplit("/", 1)
         if shard not in self._shards:
             try:
-                os.mkdir(shard)
+                os.mkdir(shard, _DIR_MODE)
             except FileExistsError:
                 pass
             self._shards.add(shard)
         tmp = f"{shard}/.{name}.{self._tmp_tag}{next(self._tmp_seq)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
         try:
             view = memoryview(data)
             while view:
@@ -236,7 +256,7 @@ class BlockStore:
         self.corrupt_blocks += 1
         log.warning("corrupt block %s at %s: %s (quarantined)", cid, path, exc)
         dest = self.root / "corrupt"
-        dest.mkdir(exist_ok=True)
+        dest.mkdir(mode=_DIR_MODE, exist_ok=True)
         try:
             os.replace(path, dest / f"{path.name}.{secrets.token_hex(4)}")
         except FileNotFoundError:
@@ -261,7 +281,7 @@ class BlockStore:
 
     def pin(self, cid: CID) -> None:
         """Pin ``cid`` recursively: :meth:`gc` keeps it and every block it links to."""
-        atomic_write(self.root / "pins" / block_key(cid), str(cid).encode(), durable=self.durable)
+        atomic_write(self.root / "pins" / block_key(cid), str(cid).encode(), mode=_FILE_MODE, durable=self.durable)
 
     def unpin(self, cid: CID) -> None:
         (self.root / "pins" / block_key(cid)).unlink(missing_ok=True)
@@ -286,21 +306,7 @@ class BlockStore:
 
     def links(self, cid: CID, data: bytes) -> list[CID]:
         """CIDs a block links to (dag-pb links, or CID values inside dag-cbor)."""
-        if cid.codec.code == DAG_PB:
-            return [link.cid for link in decode_node(data).links]
-        if cid.codec.code == DAG_CBOR:
-            found: list[CID] = []
-            stack = [dag_cbor.decode(data)]
-            while stack:
-                v = stack.pop()
-                if isinstance(v, CID):
-                    found.append(v)
-                elif isinstance(v, dict):
-                    stack.extend(v.values())
-                elif isinstance(v, list):
-                    stack.extend(v)
-            return found
-        return []
+        return block_links(cid, data)
 
     def gc(self) -> int:
         """Delete every block not reachable from a pin; return how many were removed.
@@ -348,3 +354,22 @@ class BlockStore:
             except FileNotFoundError:
                 pass
         return removed
+
+
+def block_links(cid: CID, data: bytes) -> list[CID]:
+    """CIDs a block links to: dag-pb links, or CID values anywhere inside a dag-cbor value."""
+    if cid.codec.code == DAG_PB:
+        return [link.cid for link in decode_node(data).links]
+    if cid.codec.code != DAG_CBOR:
+        return []
+    found: list[CID] = []
+    stack = [dag_cbor.decode(data)]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, CID):
+            found.append(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return found

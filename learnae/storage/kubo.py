@@ -23,8 +23,9 @@ from multiformats import CID
 
 from learnae.errors import FetchError, KuboError, LearnaeError
 from learnae.storage.cid import parse_cid, verify_block
-from learnae.storage.store import Store
-from learnae.storage.unixfs import _MAX_DEPTH, read_file, walk_links
+from learnae.storage.store import DEFAULT_MAX_GET_BYTES, Store, read_unixfs
+from learnae.storage.unixfs import _MAX_DEPTH, FileSizeGuard
+from learnae.threads import run_sized
 
 __all__ = ["KuboStore"]
 
@@ -43,16 +44,19 @@ class KuboStore(Store):
         api: the RPC API multiaddr, e.g. ``/ip4/127.0.0.1/tcp/5001``.
         timeout_s: deadline of each RPC call (a ``get`` of content the daemon
             must fetch from the network waits this long).
+        max_get_bytes: the bound of every :meth:`get` (default 1 GiB).
 
     Raises:
         KuboError: (from every method) the daemon is unreachable or answered an error.
     """
 
-    def __init__(self, api: str = "/ip4/127.0.0.1/tcp/5001", *, timeout_s: float = 60.0):
+    def __init__(self, api: str = "/ip4/127.0.0.1/tcp/5001", *, timeout_s: float = 60.0,
+                 max_get_bytes: int = DEFAULT_MAX_GET_BYTES):
         import ipfshttpclient
 
         self.api = api
         self.timeout_s = timeout_s
+        self.max_get_bytes = max_get_bytes
         try:
             self._client = ipfshttpclient.Client(addr=api, timeout=timeout_s)
         except Exception as exc:
@@ -96,10 +100,14 @@ class KuboStore(Store):
         verify_block(cid, data)  # InvalidBlockError: the daemon returned something else
         return data
 
-    async def get(self, cid: CID, *, providers=()) -> bytes:
+    async def get(self, cid: CID, *, providers=(), max_bytes: int | None = None) -> bytes:
         cid = parse_cid(cid)  # providers: Kubo finds its own (its DHT and connected peers)
         # Walk the DAG ourselves so every block is verified here: one block/get per block, a
         # level at a time, a few at once. Every wait is in trio, so a caller's deadline applies.
+        # Each level's size claims are checked before the next level is asked for, and every
+        # block is asked for once, however often the DAG links it.
+        limit = self.get_limit(max_bytes)
+        guard = FileSizeGuard(cid, limit)
         blocks: dict[CID, bytes] = {}
         failed: list[LearnaeError] = []
         limiter = trio.CapacityLimiter(_CONCURRENT_GETS)
@@ -112,17 +120,20 @@ class KuboStore(Store):
                 failed.append(exc)
                 scope.cancel()
 
+        def children(level: list[CID]) -> list[CID]:
+            return [child for c in level for child in guard.visit(c, len(blocks[c]), blocks[c])]
+
         level = [cid]
-        for _ in range(_MAX_DEPTH + 1):  # read_file below refuses anything deeper
+        for _ in range(_MAX_DEPTH + 1):  # read_unixfs below refuses anything deeper
             async with trio.open_nursery() as nursery:
-                for c in dict.fromkeys(level):
+                for c in level:
                     nursery.start_soon(load, c, nursery.cancel_scope)
             if failed:
                 raise failed[0]
-            level = [child for c in level for child in walk_links(c, blocks[c]) if child not in blocks]
+            level = await run_sized(children, sum(len(blocks[c]) for c in level), level)
             if not level:
                 break
-        return await trio.to_thread.run_sync(lambda: b"".join(read_file(cid, blocks.__getitem__)))
+        return await read_unixfs(cid, blocks.__getitem__, limit)
 
     async def has(self, cid: CID) -> bool:
         cid = parse_cid(cid)

@@ -52,7 +52,7 @@ from pathlib import Path
 import trio
 from multiformats import CID
 
-from learnae.errors import FetchError, KuboError, LearnaeError, UserError
+from learnae.errors import FetchError, InvalidBlockError, KuboError, LearnaeError, RemoteError, UserError
 from learnae.storage.cid import parse_cid
 from learnae.storage.kubo import KuboStore
 from learnae.storage.node import open_embedded_node
@@ -131,25 +131,32 @@ class KuboFetcher:
         return out
 
     async def fetch(self, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
-                    timeout_s: float = 120.0, eager: bool = True) -> None:
+                    timeout_s: float = 120.0, eager: bool = True, max_bytes: int | None = None) -> None:
         """Have Kubo bring the DAG under ``root`` (it finds providers itself); verify every block.
 
         ``providers`` and ``eager`` are ignored: Kubo looks among its own connections and DHT.
         The verified file is kept briefly for the :meth:`KuboNode.get` that follows.
+        ``max_bytes`` bounds the file as in :meth:`KuboStore.get` (checked level by level,
+        before the blocks of the next level are asked for).
 
         Raises:
             FetchError: not delivered within ``timeout_s`` (or Kubo did not find it).
             KuboError: the daemon is unreachable or refused.
-            InvalidBlockError: ``root`` is not a UnixFS file.
+            InvalidBlockError: ``root`` is not a UnixFS file, or it is over ``max_bytes``
+                (``reason`` ``too-large``).
         """
         root = parse_cid(root)
         self._stats["kubo_fetches"] += 1
         try:
             with trio.fail_after(timeout_s):
-                data = await (self.kubo.get(root) if recursive else self.kubo.get_block(root))
+                data = await (self.kubo.get(root, max_bytes=max_bytes) if recursive else self.kubo.get_block(root))
         except trio.TooSlowError:
             self._stats["kubo_fetch_timeouts"] += 1
             raise FetchError(f"Kubo at {self.kubo.api} did not deliver {root} within {timeout_s} s") from None
+        except RemoteError as exc:  # countable by reason, like the embedded Bitswap's rejections
+            self._stats["kubo_fetch_errors"] += 1
+            self._stats[f"rejected:{exc.reason}"] += 1
+            raise
         except LearnaeError:
             self._stats["kubo_fetch_errors"] += 1
             raise
@@ -191,17 +198,21 @@ class KuboNode(Store):
     async def put(self, data: bytes, *, pin: bool = True) -> CID:
         return await self.kubo.put(data, pin=pin)
 
-    async def get(self, cid: CID, *, providers: Sequence[object] = ()) -> bytes:
+    async def get(self, cid: CID, *, providers: Sequence[object] = (), max_bytes: int | None = None) -> bytes:
         cid = parse_cid(cid)
+        limit = self.get_limit(max_bytes)
         if self._is_local(cid):  # a ledger entry is no UnixFS file, and never in Kubo: say so at once
-            return await self.local.get(cid, providers=providers)
+            return await self.local.get(cid, providers=providers, max_bytes=limit)
         data = self.bitswap.take(cid)
+        if data is not None and len(data) > limit:  # fetched earlier under a looser bound
+            raise InvalidBlockError(f"UnixFS file {cid} has {len(data)} bytes, over the {limit}-byte limit",
+                                    reason="too-large")
         if data is None:
-            await self.bitswap.fetch(cid, providers, timeout_s=self.fetch_timeout_s)
+            await self.bitswap.fetch(cid, providers, timeout_s=self.fetch_timeout_s, max_bytes=limit)
             data = self.bitswap.take(cid)
         if data is None:  # larger than the stash: read it again (from Kubo's repo now)
             with trio.fail_after(self.fetch_timeout_s):
-                data = await self.bitswap.kubo.get(cid)
+                data = await self.bitswap.kubo.get(cid, max_bytes=limit)
         return data
 
     async def has(self, cid: CID) -> bool:

@@ -47,8 +47,9 @@ async def open_embedded_node(host, data_dir: str | Path, *, find_providers: Prov
     served = store.blocks if serve is None else serve(store.blocks)
     bitswap = Bitswap(host, served, find_providers=find_providers, **bitswap_opts)
     async with bitswap.run():
-        async def fetch(cid, providers=(), *, recursive: bool = True):
-            return await bitswap.fetch(cid, providers, recursive=recursive, timeout_s=fetch_timeout_s)
+        async def fetch(cid, providers=(), *, recursive: bool = True, max_bytes: int | None = None):
+            return await bitswap.fetch(cid, providers, recursive=recursive, timeout_s=fetch_timeout_s,
+                                       max_bytes=max_bytes)
 
         store.fetcher = fetch
         store.bitswap = bitswap

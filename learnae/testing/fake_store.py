@@ -45,15 +45,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dag_cbor
 import trio
 from multiformats import CID
 
 from learnae.errors import FetchError
-from learnae.storage.cid import DAG_CBOR, DAG_PB, block_key, parse_cid, verify_block
-from learnae.storage.dagpb import decode_node
-from learnae.storage.store import Store
-from learnae.storage.unixfs import Importer, read_file, unixfs_cid
+from learnae.storage.blockstore import block_links
+from learnae.storage.cid import block_key, parse_cid, verify_block
+from learnae.storage.store import Store, read_unixfs
+from learnae.storage.unixfs import Importer, unixfs_cid
 
 __all__ = ["MemoryStore"]
 
@@ -93,17 +92,20 @@ class MemoryStore(Store):
             self._pins[block_key(cid)] = cid
         return cid
 
-    async def get(self, cid: CID | str, *, providers: Sequence[object] = ()) -> bytes:
+    async def get(self, cid: CID | str, *, providers: Sequence[object] = (), max_bytes: int | None = None) -> bytes:
         """The file's bytes, every block verified (``providers`` are ignored: nothing is fetched).
+
+        Bounded like every store's get: by ``max_bytes`` and :attr:`max_get_bytes`.
 
         Raises:
             FetchError: a block of the file is not stored.
-            InvalidBlockError: a stored block does not match its CID, or ``cid`` is not a UnixFS file.
+            InvalidBlockError: a stored block does not match its CID, ``cid`` is not a UnixFS
+                file, or the file declares more than the bound (``reason`` ``too-large``).
         """
         await trio.lowlevel.checkpoint()
         self.gets += 1
         cid = parse_cid(cid)
-        return b"".join(read_file(cid, self._read))
+        return await read_unixfs(cid, self._read, self.get_limit(max_bytes), inline=True)
 
     async def has(self, cid: CID | str) -> bool:
         await trio.lowlevel.checkpoint()
@@ -190,27 +192,8 @@ class MemoryStore(Store):
             if not strict and key not in self.blocks:
                 continue
             try:
-                stack.extend(_links(cid, self._read(cid)))
+                stack.extend(block_links(cid, self._read(cid)))
             except Exception:
                 if strict:
                     raise
         return seen
-
-
-def _links(cid: CID, data: bytes) -> list[CID]:
-    """The CIDs a block links to: dag-pb links, or CID values anywhere inside dag-cbor."""
-    if cid.codec.code == DAG_PB:
-        return [link.cid for link in decode_node(data).links]
-    if cid.codec.code != DAG_CBOR:
-        return []
-    found: list[CID] = []
-    stack = [dag_cbor.decode(data)]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, CID):
-            found.append(value)
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return found

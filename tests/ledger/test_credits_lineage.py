@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learnae.ledger import Ledger
-from learnae.ledger.credits import score
+from learnae.ledger.credits import (
+    MAX_BATCH_SAMPLES, MAX_SHARD_SAMPLES, MAX_STEPS_PER_SNAPSHOT, credited_samples, score,
+)
 from learnae.ledger.entry import sign_entry
 from tests.ledger.chains import SWARM, ident, raw_cid
 
@@ -93,3 +99,116 @@ def test_reverse_lineage_lists_who_merged_a_snapshot(history):
     merged = led.merged_by(a2.cid)
     assert sorted((author, w) for _, author, w in merged) == sorted(
         [(a.id.peer_id, 1.0), (d.id.peer_id, 0.5)])
+
+
+# -- hostile claims: only what can be bounded is credited, and nothing overflows ------------------
+
+I64 = 2**63 - 1
+
+
+def hostile_ledger(tmp_path, claims):
+    """A ledger where honest peer H trains normally and each of ``claims`` is one hostile author's entries.
+
+    ``claims``: lists of ("shard", samples) / ("snapshot", step, samples) / ("merge", parent_peer_index, weight).
+    """
+    honest = Peer(1)
+    honest.shard("H-shard", 600)
+    h1 = honest.snap("H1", 600)
+    peers = [honest]
+    for i, entries in enumerate(claims):
+        p = Peer(10 + i)
+        for kind, *args in entries:
+            if kind == "shard":
+                p.shard(f"{i}-shard-{len(p.entries)}", args[0])
+            elif kind == "snapshot":
+                p.add("snapshot", {"model": raw_cid(f"{i}-{len(p.entries)}".encode()), "step": args[0],
+                                   "samples": args[1], "metrics": {"loss": 1.0}, "parents": []})
+            else:
+                p.add("snapshot", {"model": raw_cid(f"{i}-m-{len(p.entries)}".encode()), "step": 1, "samples": 1,
+                                   "metrics": {}, "parents": [{"entry": h1.cid, "weight": args[0]}]})
+        peers.append(p)
+    led = Ledger.open(tmp_path, ident(9), swarm=SWARM)
+    for p in peers:
+        for e in p.entries:
+            assert led.receive(e).status.value == "accepted"
+    return led, peers
+
+
+def test_samples_are_capped_by_steps_batch_and_shard(tmp_path):
+    led, (h, liar, stepper, shardless) = hostile_ledger(tmp_path, [
+        [("shard", 600), ("snapshot", 10, I64)],            # 2**63 - 1 samples after 10 steps of a 600-sample shard
+        [("snapshot", I64, I64)],                           # lies about its step too
+        [("snapshot", 100, I64), ("snapshot", 90, I64), ("snapshot", 150, I64)],  # no shard; steps go back
+    ])
+    with led:
+        c = {x.author: x for x in led.credits()}
+        assert c[liar.id.peer_id].samples == 10 * 600  # at most one whole shard per step
+        assert c[stepper.id.peer_id].samples == MAX_STEPS_PER_SNAPSHOT * MAX_BATCH_SAMPLES
+        assert c[shardless.id.peer_id].samples == 150 * MAX_BATCH_SAMPLES  # step 90 adds nothing
+        assert c[h.id.peer_id].samples == 600  # honest claims are credited in full
+        assert all(math.isfinite(x.score) and x.score < 1e6 for x in c.values())
+
+
+def test_huge_shard_claims_do_not_overflow_and_are_capped(tmp_path):
+    led, (h, two, other) = hostile_ledger(tmp_path, [
+        [("shard", I64), ("shard", I64), ("snapshot", 5, 4000)],  # two 2**63 - 1 claims: SUM overflowed
+        [("shard", I64)],
+    ])
+    with led:
+        c = {x.author: x for x in led.credits()}  # sqlite3.OperationalError: integer overflow, before
+        assert (c[two.id.peer_id].shards, c[two.id.peer_id].shard_samples) == (2, 4000)  # what it trained on
+        assert c[other.id.peer_id].shard_samples == 0 and c[other.id.peer_id].samples == 0
+        lin = led.trace(raw_cid(b"0-2"))
+        assert lin.authors[two.id.peer_id].samples == 4000
+        assert [s.samples for s in lin.shards] == [MAX_SHARD_SAMPLES] * 2
+
+
+def test_merge_weights_are_capped_per_edge(tmp_path):
+    led, (h, m1, m2) = hostile_ledger(tmp_path, [[("merge", 1e308)], [("merge", 1e308), ("merge", 0.25)]])
+    with led:
+        c = {x.author: x for x in led.credits()}[h.id.peer_id]
+        assert (c.merged, c.merged_by, c.merged_weight) == (3, 2, 2.25)
+        assert led.trace(raw_cid(b"0-m-0")).authors[h.id.peer_id].merged_weight == 1.0
+        assert led.trace(raw_cid(b"1-m-1")).authors[h.id.peer_id].merged_weight == 1.25  # both merges of m2
+
+
+def test_the_credits_command_never_crashes_on_hostile_claims(tmp_path):
+    from click.testing import CliRunner
+
+    from learnae.cli.main import cli
+
+    led, _ = hostile_ledger(tmp_path, [[("shard", I64), ("shard", I64), ("snapshot", I64, I64), ("merge", 1e308)],
+                                       [("shard", I64), ("snapshot", I64, I64)]])
+    led.close()
+    for fmt in ("json", "text"):
+        result = CliRunner().invoke(cli, ["ledger", "credits", "--data-dir", str(tmp_path), "--format", fmt])
+        assert result.exit_code == 0, result.output
+
+
+claims = st.lists(st.one_of(
+    st.tuples(st.just("shard"), st.none(), st.integers(0, I64)),
+    st.tuples(st.just("snapshot"), st.integers(0, I64), st.integers(0, I64)),
+), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=claims)
+def test_credited_samples_are_bounded_by_every_rule(rows):
+    samples, shard_samples = credited_samples(rows)
+    snaps = [r for r in rows if r[0] == "snapshot"]
+    assert 0 <= samples <= max([r[2] for r in snaps], default=0)  # never more than claimed
+    assert samples <= MAX_STEPS_PER_SNAPSHOT * MAX_BATCH_SAMPLES * len(snaps)
+    assert samples <= max([r[1] for r in snaps], default=0) * MAX_BATCH_SAMPLES  # steps x batch
+    assert 0 <= shard_samples <= min(samples, MAX_SHARD_SAMPLES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(shard=st.integers(1, 10_000), steps=st.lists(st.integers(1, 50), min_size=1, max_size=10))
+def test_an_honest_author_is_credited_in_full(shard, steps):
+    """Batches within the shard and the cap, a snapshot every few steps: every claimed sample counts."""
+    batch = min(shard, MAX_BATCH_SAMPLES, 32)
+    rows, step, samples = [("shard", None, shard)], 0, 0
+    for n in steps:
+        step, samples = step + n, samples + n * batch
+        rows.append(("snapshot", step, samples))
+    assert credited_samples(rows) == (samples, min(shard, samples))

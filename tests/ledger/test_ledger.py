@@ -265,3 +265,35 @@ def test_equivocation_is_detected_before_its_chain_arrives(tmp_path, alice):
     (tmp_path / "ledger" / "index.sqlite").unlink()
     with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # the proof survives an index rebuild
         assert led.is_forked(eve.peer_id) and len(led) == 6
+
+
+def test_a_peer_recovering_its_chain_takes_back_the_entries_it_signed(tmp_path, alice):
+    other = tmp_path / "backup"
+    with Ledger.open(other, alice, swarm=SWARM) as led:  # the chain as the swarm knows it
+        chain = [led.append("leave", {"reason": str(i)}) for i in range(3)]
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # a data dir that lost the last two
+        assert led.append("leave", {"reason": "0"}, ts=chain[0].ts).cid == chain[0].cid
+        assert led.receive(chain[2]).reason == "unknown-own-entry"  # not while running normally
+        led.recovering = True
+        assert led.receive(chain[2]).status is Status.HELD  # waits for seq 1...
+        res = led.receive(chain[1])
+        assert res.status is Status.ACCEPTED and [r.cid for r in res.released] == [chain[2].cid]
+        assert led.head == chain[2].cid and led.next_seq == 3  # ...and the next append is seq 3, not a fork
+        led.recovering = False
+        assert led.append("leave", {"reason": "3"}).prev == chain[2].cid
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # durable: in own.log
+        assert led.head is not None and led.next_seq == 4 and not led.fork_proofs()
+
+
+def test_one_fork_proof_per_author_is_kept(tmp_path, alice):
+    bob = ident(7)
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        e0 = sign_entry(bob, swarm=SWARM, seq=0, prev=None, kind="leave", body={"reason": "a"})
+        led.receive(e0)
+        size = (tmp_path / "ledger" / "received.log").stat().st_size
+        twins = [sign_entry(bob, swarm=SWARM, seq=0, prev=None, kind="leave", body={"reason": f"t{i}"})
+                 for i in range(400)]
+        statuses = [led.receive(t).status for t in twins]
+        assert statuses[0] is Status.FORK and set(statuses[1:]) == {Status.DUPLICATE}
+        assert len(led.fork_proofs()) == 1
+        assert (tmp_path / "ledger" / "received.log").stat().st_size - size < 100_000

@@ -111,3 +111,42 @@ def test_kill_9_mid_write_leaves_no_half_block(tmp_path):
     for cid in cids:
         bs.get_block(cid)  # every block that is visible is whole
     assert bs.corrupt_blocks == 0
+
+
+def _mode(path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_everything_the_store_writes_is_private(tmp_path):
+    """Blocks may hold a peer's training shard: directories 0700, files 0600, whatever the umask."""
+
+    old = os.umask(0o022)  # the usual umask, under which files would be 0644
+    try:
+        bs = BlockStore(tmp_path / "blocks")
+        cid = cid_of(b"private")
+        bs.put_block(cid, b"private")
+        with bs.writer() as sink:
+            sink(cid_of(b"via writer"), b"via writer")
+        bs.pin(cid)
+        path = bs._path(cid)
+        path.write_bytes(b"rot")  # quarantined on read: the corrupt/ directory is private too
+        with pytest.raises(CorruptBlockError):
+            bs.get_block(cid)
+    finally:
+        os.umask(old)
+    root = tmp_path / "blocks"
+    dirs = [root, *[p for p in root.rglob("*") if p.is_dir()]]
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert {d.name for d in dirs} >= {"blocks", "pins", "corrupt"} and len(files) == 3
+    assert {_mode(d) for d in dirs} == {0o700}
+    assert {_mode(f) for f in files} == {0o600}
+
+
+def test_an_open_blocks_directory_is_closed_when_opened(tmp_path):
+    root = tmp_path / "blocks"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    BlockStore(root)
+    assert _mode(root) == 0o700

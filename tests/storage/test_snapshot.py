@@ -13,7 +13,9 @@ from hypothesis.extra import numpy as hnp
 from safetensors.numpy import load as st_load
 
 from learnae.errors import InvalidSnapshotError
-from learnae.storage.snapshot import decode_snapshot, encode_snapshot, fingerprint
+from learnae.storage.snapshot import (
+    ENCODINGS, MAX_METADATA_CHARS, MAX_STEP, decode_snapshot, encode_snapshot, fingerprint, snapshot_size_bound,
+)
 from learnae.storage.unixfs import unixfs_cid
 
 NAMES = ["conv/kernel", "conv/bias", "dense/kernel"]
@@ -67,11 +69,16 @@ def test_wrong_fingerprint_rejected():
     assert exc.value.reason == "wrong-fingerprint"
 
 
-def _tamper(data: bytes, edit) -> bytes:
+def _tamper(data: bytes, edit, *, canonical: bool = True) -> bytes:
+    """``data`` with its header edited and written back (canonically, as the encoder would, by default)."""
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8:8 + n])
     edit(header)
-    raw = json.dumps(header).encode()
+    if canonical:
+        raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+    else:
+        raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + data[8 + n:]
 
 
@@ -127,3 +134,120 @@ def test_bad_encoding_and_names_refused_when_encoding():
         encode_snapshot(weights(), NAMES, encoding="bf16")
     with pytest.raises(ValueError):
         encode_snapshot(weights(), ["a", "a", "b"])
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _set_meta(key, value):
+    return lambda h: h["__metadata__"].update({key: value})
+
+
+def test_a_header_in_another_json_layout_is_rejected():
+    """One snapshot, one encoding: the same header with whitespace or unsorted keys is refused."""
+    data = _tamper(encode_snapshot(weights(), NAMES), lambda h: None, canonical=False)
+    with pytest.raises(InvalidSnapshotError) as exc:
+        decode_snapshot(data)
+    assert exc.value.reason == "non-canonical"
+
+
+@pytest.mark.parametrize("edit", [
+    # names that are not strings but print like the header's keys: a KeyError before
+    _set_meta("learnae.names", json.dumps([0, 1, 2])),
+    lambda h: h.update({"0": h.pop("conv/kernel"), "1": h.pop("conv/bias"), "2": h.pop("dense/kernel")})
+    or h["__metadata__"].update({"learnae.names": "[0,1,2]"}),
+    # non-finite and huge numbers where integers belong: OverflowError before
+    lambda h: h["conv/bias"].update(data_offsets=[0, float("inf")]),
+    lambda h: h["conv/bias"].update(shape=[float("inf")]),
+    lambda h: h["conv/bias"].update(shape=[2**70]),
+    lambda h: h["conv/bias"].update(shape=[True] * 4),
+    lambda h: h["conv/bias"].update(shape=[1] * 40),
+    _set_meta("learnae.step", "Infinity"),
+    _set_meta("learnae.step", "9" * 5000),
+    _set_meta("learnae.step", "007"),
+    _set_meta("learnae.step", str(MAX_STEP + 1)),
+    _set_meta("learnae.step", 7),
+    # JSON inside the metadata: deep, wrong type, non-canonical, too long
+    _set_meta("learnae.metadata", "[" * 5000 + "]" * 5000),
+    _set_meta("learnae.metadata", "[]"),
+    _set_meta("learnae.metadata", '{"b": 1, "a": 2}'),
+    _set_meta("learnae.metadata", json.dumps({"x": "y" * MAX_METADATA_CHARS})),
+    _set_meta("learnae.names", "[" * 5000 + "]" * 5000),
+    _set_meta("learnae.dtypes", _compact(["float32", {"a": 1}, "float32"])),
+    _set_meta("learnae.dtypes", _compact(["float32", "V9999999999", "float32"])),
+    _set_meta("learnae.dtypes", _compact(["float32", "f4", "float32"])),
+    _set_meta("learnae.scales", "[]"),  # only int8 snapshots have scales
+    _set_meta("learnae.padding", "x" * 100_000),  # no room for extra keys
+    lambda h: h["conv/bias"].update(extra=1),
+    lambda h: h.update({"conv/bias": [1, 2]}),
+    lambda h: h.update({"__metadata__": {"format": "learnae-snapshot/1"}}),
+])
+def test_hostile_header_fields_are_rejected_not_crashes(edit):
+    data = _tamper(encode_snapshot(weights(), NAMES), edit)
+    with pytest.raises(InvalidSnapshotError) as exc:
+        decode_snapshot(data)
+    assert exc.value.reason not in ("malformed", "non-canonical")  # a real check said no
+
+
+@pytest.mark.parametrize("text", ['["0.1",', '["nan","1.0","1.0"]', '["1e-1","1.0","1.0"]', '["-0.5","1.0","1.0"]'])
+def test_int8_scales_must_be_finite_reprs(text):
+    data = _tamper(encode_snapshot(weights(), NAMES, encoding="int8"), _set_meta("learnae.scales", text))
+    with pytest.raises(InvalidSnapshotError) as exc:
+        decode_snapshot(data)
+    assert exc.value.reason == "bad-header"
+
+
+def test_a_deeply_nested_header_is_rejected():
+    raw = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(InvalidSnapshotError) as exc:
+        decode_snapshot(struct.pack("<Q", len(raw)) + raw)
+    assert exc.value.reason == "bad-header"
+
+
+def test_snapshots_are_bytes():
+    with pytest.raises(InvalidSnapshotError):
+        decode_snapshot("not bytes")  # type: ignore[arg-type]
+
+
+def test_encoder_refuses_what_the_decoder_would():
+    with pytest.raises(ValueError, match="metadata"):
+        encode_snapshot(weights(), NAMES, metadata={"x": "y" * MAX_METADATA_CHARS})
+    with pytest.raises(ValueError, match="step"):
+        encode_snapshot(weights(), NAMES, step=-1)
+    with pytest.raises(ValueError, match="step"):
+        encode_snapshot(weights(), NAMES, step=MAX_STEP + 1)
+
+
+names_st = st.lists(st.text(min_size=1, max_size=12).filter(lambda n: n != "__metadata__"), min_size=1, max_size=5,
+                    unique=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(names=names_st, data=st.data(), encoding=st.sampled_from(ENCODINGS),
+       step=st.integers(0, MAX_STEP), meta=st.dictionaries(st.text(max_size=8), st.text(max_size=30), max_size=4))
+def test_size_bound_holds_for_every_valid_snapshot_of_the_specs(names, data, encoding, step, meta):
+    shapes = [data.draw(hnp.array_shapes(min_dims=0, max_dims=3, max_side=6)) for _ in names]
+    arrays = [np.full(shape, 0.5, np.float32) for shape in shapes]
+    specs = [(n, s, "float32") for n, s in zip(names, shapes)]
+    encoded = encode_snapshot(arrays, names, encoding=encoding, step=step, metadata=meta)
+    bound = snapshot_size_bound(specs, encoding)
+    assert len(encoded) <= bound <= snapshot_size_bound(specs)
+    assert bound - len(encoded) <= 2 * MAX_METADATA_CHARS + 23 * len(names) + 32  # a bound, not a guess
+
+
+def test_size_bound_is_near_the_size_and_float32_is_the_largest():
+    ws = weights()
+    specs = [(n, w.shape, "float32") for n, w in zip(NAMES, ws)]
+    for encoding in ENCODINGS:
+        # the widest valid snapshot: the largest step, and metadata of quotes (escaped twice)
+        size = len(encode_snapshot(ws, NAMES, encoding=encoding, step=MAX_STEP,
+                                   metadata={"k": '"' * ((MAX_METADATA_CHARS - 8) // 2)}))
+        assert size <= snapshot_size_bound(specs, encoding) <= size + 100
+    assert snapshot_size_bound(specs) == snapshot_size_bound(specs, "float32")
+    big = [("w", (1000, 1000), "float32")]
+    assert 4_000_000 < snapshot_size_bound(big) < 4_000_000 + 10_000
+    assert 1_000_000 < snapshot_size_bound(big, "int8") < 1_000_000 + 10_000
+    with pytest.raises(ValueError):
+        snapshot_size_bound(specs, "bf16")
+

@@ -32,7 +32,7 @@ from learnae.storage.cid import MAX_BLOCK_BYTES, cid_of
 from learnae.storage.store import EmbeddedStore, Store
 from learnae.storage.unixfs import CHUNK_BYTES, import_bytes, unixfs_cid
 from learnae.testing.fake_store import MemoryStore
-from tests.storage.conftest import content
+from tests.storage.conftest import content, repeated_leaf_dag
 
 # ipfshttpclient passes urllib3 an argument it deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
@@ -277,3 +277,41 @@ async def test_get_of_a_block_that_is_not_a_unixfs_file_is_invalid(store):
     await store.put_block(cid, entry)
     with pytest.raises(InvalidBlockError):
         await store.get(cid)
+
+
+# -- bounded gets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1000, 3 * CHUNK_BYTES + 5], ids=["one-block", "four-chunks"])
+async def test_get_is_bounded_by_max_bytes_and_by_the_stores_cap(store, size):
+    data = content("bounded", size)
+    cid = await store.put(data)
+    assert await store.get(cid, max_bytes=size) == data
+    with pytest.raises(InvalidBlockError) as exc:
+        await store.get(cid, max_bytes=size - 1)
+    assert exc.value.reason == "too-large"
+    store.max_get_bytes = size - 1  # every store has one (1 GiB by default); max_bytes cannot lift it
+    with pytest.raises(InvalidBlockError) as exc:
+        await store.get(cid, max_bytes=10 * size)
+    assert exc.value.reason == "too-large"
+
+
+@pytest.mark.parametrize("bound", [10 << 20, None], ids=["snapshot-bound", "default-cap"])
+async def test_a_dag_bomb_is_refused_before_its_leaves(store, bound):
+    """280 KB of blocks claiming 7.9 GB (one leaf linked 174 x 174 times): refused at the root."""
+    root, blocks = repeated_leaf_dag(content("bomb", CHUNK_BYTES), 174 * 174)
+    for cid, block in blocks.items():
+        await store.put_block(cid, block)
+    with trio.fail_after(MISS_DEADLINE_S):
+        with pytest.raises(InvalidBlockError) as exc:
+            await store.get(root, max_bytes=bound)
+    assert exc.value.reason == "too-large"
+
+
+async def test_a_dag_whose_sizes_do_not_add_up_is_refused(store):
+    root, blocks = repeated_leaf_dag(content("liar", 5000), 3, lie={"filesize": 1000})
+    for cid, block in blocks.items():
+        await store.put_block(cid, block)
+    with pytest.raises(InvalidBlockError) as exc:
+        await store.get(root)
+    assert exc.value.reason == "bad-unixfs"

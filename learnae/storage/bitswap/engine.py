@@ -412,14 +412,17 @@ class Bitswap:
     # -- fetching ------------------------------------------------------------------
 
     async def fetch(self, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
-                    timeout_s: float = 120.0, eager: bool = True):
+                    timeout_s: float = 120.0, eager: bool = True, max_bytes: int | None = None):
         """Fetch ``root`` (and, if ``recursive``, every block under it) into :attr:`blocks`.
 
-        See :func:`learnae.storage.bitswap.fetch.fetch_dag`.
+        With ``max_bytes`` the DAG must be a UnixFS file of at most that size,
+        checked block by block before children are asked for. See
+        :func:`learnae.storage.bitswap.fetch.fetch_dag`.
         """
         from learnae.storage.bitswap.fetch import fetch_dag
 
-        return await fetch_dag(self, root, providers, recursive=recursive, timeout_s=timeout_s, eager=eager)
+        return await fetch_dag(self, root, providers, recursive=recursive, timeout_s=timeout_s, eager=eager,
+                               max_bytes=max_bytes)
 
 
 async def _open_recv_window(stream, target_bytes: int) -> None:

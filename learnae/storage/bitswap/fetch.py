@@ -10,8 +10,21 @@ outstanding per provider. A want unanswered after ``request_timeout_s``, or
 answered DONT_HAVE, is asked of the next provider (a provider that times out
 three times is dropped; a block arriving from a provider renews the deadlines of its
 other wants, which are queued behind it). Every block is verified (its CID is recomputed from
-its bytes), written straight to the block store, and its links are queued,
-so memory holds at most the window, never the file.
+its bytes), written straight to the block store, and its links are queued, each
+block once however often the DAG links it, so memory holds at most the window,
+never the file.
+
+With ``max_bytes`` the DAG must be a UnixFS file of at most that size, and a
+:class:`~learnae.storage.unixfs.FileSizeGuard` checks every block before its
+children are asked for: the root's declared size first, then that every child is
+as large as its parent declares. A DAG claiming too much, or linking one block
+many times beyond what its size allows (a "DAG bomb"), is refused with
+:class:`~learnae.errors.InvalidBlockError` (``reason`` ``too-large`` or
+``bad-unixfs``) after the blocks that show it, never after the file; the blocks
+this fetch received are then deleted again. The bytes received are counted too:
+a fetch never takes in more than ``max_bytes`` plus the structure the file needs
+(:func:`~learnae.storage.unixfs.structure_allowance`), give or take the one
+window of blocks already on their way.
 
 Example:
     stats = await bitswap.fetch(cid, ["/ip4/127.0.0.1/tcp/4010/p2p/12D3KooW..."], timeout_s=30)
@@ -35,6 +48,7 @@ from multiformats import CID
 from learnae.errors import FetchError, InvalidBlockError, StoreError
 from learnae.storage.bitswap.message import DONT_HAVE, HAVE, WANT_BLOCK, WANT_HAVE, WantEntry
 from learnae.storage.cid import RAW, parse_cid
+from learnae.storage.unixfs import FileSizeGuard, structure_allowance
 
 __all__ = ["FetchStats", "fetch_dag"]
 
@@ -64,11 +78,16 @@ class _Want:
 
 
 class _Session:
-    def __init__(self, bitswap, root: CID, recursive: bool, eager: bool = True):
+    def __init__(self, bitswap, root: CID, recursive: bool, eager: bool = True, max_bytes: int | None = None):
         self.bs = bitswap
         self.root = root
         self.recursive = recursive
         self.eager = eager
+        # with a bound, the DAG is a UnixFS file whose size claims are checked block by block
+        self.guard = FileSizeGuard(root, max_bytes) if recursive and max_bytes is not None else None
+        self.byte_limit = None if max_bytes is None else max_bytes + structure_allowance(max_bytes)
+        self.queued: set[tuple[int, bytes]] = {(root.codec.code, bytes(root.digest))}  # each block asked once
+        self.received: list[CID] = []  # blocks this fetch stored: deleted again if the DAG is refused
         self.send_ch, self.recv_ch = trio.open_memory_channel(max(4, 2 * bitswap.window_blocks))
         self.order: list = []
         self.good: set = set()
@@ -207,24 +226,39 @@ class _Session:
             return False
         if cid.codec.code == RAW:  # no links to read; it is verified when the file is read
             self.local += 1
+            self._queue_links(cid, self.bs.blocks.size(cid), None)
             return True
         try:
             data = await trio.to_thread.run_sync(self.bs.blocks.get_block, cid)
         except StoreError:  # corrupt (now quarantined) or gone: fetch it
             return False
         self.local += 1
-        self._queue_links(cid, data)
+        self._queue_links(cid, len(data), data)
         return True
 
-    def _queue_links(self, cid: CID, data: bytes) -> None:
-        if self.recursive:
+    def _queue_links(self, cid: CID, size: int, data: bytes | None) -> None:
+        """Queue the children of a block we now hold (``data`` None: a raw leaf, no children)."""
+        if not self.recursive:
+            return
+        if self.guard is not None:  # checks the block's size claims before its children are asked for
+            children = self.guard.visit(cid, size, data)
+        elif data is None:
+            return
+        else:
             try:
                 links = self.bs.blocks.links(cid, data)
             except InvalidBlockError:
                 raise
             except Exception as exc:  # noqa: BLE001 - undecodable dag-cbor from a verified block
                 raise InvalidBlockError(f"block {cid} does not decode: {exc}", reason="bad-block") from None
-            self.todo.extendleft(reversed(links))
+            # a DAG may link one block many times: walk it once, or the walk grows with the links
+            children = []
+            for link in links:
+                key = (link.codec.code, bytes(link.digest))
+                if key not in self.queued:
+                    self.queued.add(key)
+                    children.append(link)
+        self.todo.extendleft(reversed(children))
 
     # -- the loop --------------------------------------------------------------------
 
@@ -240,6 +274,10 @@ class _Session:
             self.todo.remove(w.cid)
         self.blocks += 1
         self.bytes += size
+        self.received.append(cid)
+        if self.byte_limit is not None and self.bytes > self.byte_limit:
+            raise InvalidBlockError(f"{self.root}: received {self.bytes} bytes, over the {self.byte_limit} "
+                                    "a file within the bound can need", reason="too-large")
         # the provider is making progress: what it still owes us is queued behind
         # this block, not lost, so its other wants get a fresh deadline
         deadline = trio.current_time() + self.bs.request_timeout_s
@@ -252,8 +290,7 @@ class _Session:
         others = (w.asked | self.have_asked.pop(cid.digest, set())) - {peer}
         for other in others:
             self.bs.send_wants(other, [WantEntry(cid, cancel=True)])
-        if data is not None:
-            self._queue_links(cid, data)
+        self._queue_links(cid, size, data)
 
     async def _on_presence(self, peer, cid: CID, kind: int) -> None:
         if kind == HAVE:
@@ -310,7 +347,7 @@ class _Session:
 
 
 async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, recursive: bool = True,
-                    timeout_s: float = 120.0, eager: bool = True) -> FetchStats:
+                    timeout_s: float = 120.0, eager: bool = True, max_bytes: int | None = None) -> FetchStats:
     """Fetch ``root`` and (if ``recursive``) its whole DAG into ``bitswap.blocks``.
 
     Args:
@@ -326,14 +363,23 @@ async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, rec
             first provider fails (DONT_HAVE or no answer): one want and one block on
             the wire when the named provider has the DAG, as for a snapshot fetched
             from its author.
+        max_bytes: the DAG must be a UnixFS file of at most this many bytes
+            (e.g. :func:`~learnae.storage.snapshot.snapshot_size_bound`); its size
+            claims are checked block by block, before children are asked for
+            (see the module docstring). None: any DAG, any size.
 
     Raises:
         FetchError: no provider, or a block no provider delivered in time.
-        InvalidBlockError: a verified block is not decodable as its codec.
+        InvalidBlockError: a verified block is not decodable as its codec; with
+            ``max_bytes``, the DAG is no UnixFS file (``not-unixfs``), its sizes do
+            not add up (``bad-unixfs``) or it is over the bound (``too-large``).
+            Counted in ``bitswap.stats["rejected:<reason>"]``; the blocks this
+            fetch received are deleted.
     """
     root = parse_cid(root)
     started = time.monotonic()
-    session = _Session(bitswap, root, recursive, eager)
+    session = _Session(bitswap, root, recursive, eager, max_bytes)
+    refused: InvalidBlockError | None = None
     try:
         with trio.fail_after(timeout_s):
             await session.add_providers(providers)
@@ -342,7 +388,24 @@ async def fetch_dag(bitswap, root: CID, providers: Sequence[object] = (), *, rec
     except trio.TooSlowError:
         raise FetchError(f"fetching {root} took longer than {timeout_s} s "
                          f"({session.blocks} blocks received)") from None
+    except InvalidBlockError as exc:
+        refused = exc
+        raise
     finally:
         session.close()
+        if refused is not None:
+            bitswap.stats[f"rejected:{refused.reason}"] += 1
+            log.warning("bitswap: refused %s: %s", root, refused)
+            if session.guard is not None and session.received:
+                # nothing of a refused DAG is kept (it was not wanted before this fetch: it was missing)
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(_forget, bitswap.blocks, session.received)
     return FetchStats(root, session.blocks, session.bytes, session.local,
                       tuple(sorted(str(p) for p in session.from_peers)), time.monotonic() - started)
+
+
+def _forget(blocks, cids: list[CID]) -> None:
+    """Delete blocks a refused fetch stored (not a pinned root: a concurrent ``put`` may have made it)."""
+    for cid in cids:
+        if not blocks.is_pinned(cid):
+            blocks.delete_block(cid)
