@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -180,6 +180,7 @@ async def open_gossip(
     swarm: str,
     *,
     chain_check: ChainCheck | None = None,
+    on_reject: Callable[[str], None] | None = None,
     params: GossipParams | None = None,
     publish: PublishParams | None = None,
 ) -> AsyncIterator[Gossip]:
@@ -189,6 +190,7 @@ async def open_gossip(
         host: a running host from :func:`learnae.gossip.open_host`.
         swarm: the swarm id (:func:`learnae.gossip.swarm_id`).
         chain_check: the ledger's verdict on an entry (sync or async); None skips it.
+        on_reject: called with the reason of every rejected announcement (e.g. metrics).
         params: GossipSub settings (:class:`GossipParams`).
         publish: queue, pacing and inbox settings (:class:`PublishParams`).
 
@@ -198,7 +200,7 @@ async def open_gossip(
     params = params or GossipParams()
     publish = publish or PublishParams()
     pubsub, router = make_router(host, params)
-    validator = EntryValidator(swarm, chain_check, own_id=host.get_id().to_base58())
+    validator = EntryValidator(swarm, chain_check, own_id=host.get_id().to_base58(), on_reject=on_reject)
     t = topic_name(swarm)
     if validator.is_async:
         pubsub.set_topic_validator(t, validator.validate_async, True)

@@ -18,9 +18,11 @@ storage and ledger never import gossip.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +41,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from learnae.errors import ConfigError, ServiceError
 from learnae.identity import Identity
+from learnae.log import adopt_library_loggers
 
 __all__ = [
     "open_host",
@@ -52,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+adopt_library_loggers()  # py-libp2p just configured its loggers on import: route them through ours
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 CONNECT_TIMEOUT_S = 10.0
@@ -91,6 +95,35 @@ def _parse_listen(addrs: Sequence[str]) -> list[multiaddr.Multiaddr]:
             )
         out.append(ma)
     return out
+
+
+def _check_port_free(ma: multiaddr.Multiaddr) -> None:
+    """Refuse a listen address another socket listens on.
+
+    py-libp2p binds with SO_REUSEPORT, so a second peer on a busy port would
+    silently share it with the first (and other peers' handshakes would land on
+    either). A plain bind (SO_REUSEADDR only: a port in TIME_WAIT after a restart is
+    fine) fails exactly when someone listens there.
+
+    Raises:
+        ConfigError: the address is in use (exit code 2 on the CLI).
+    """
+    v6 = "ip6" in [p.name for p in ma.protocols()]
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    ip = ma.value_for_protocol("ip6" if v6 else "ip4")
+    port = int(ma.value_for_protocol("tcp"))
+    if port == 0:
+        return
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"listen address {ma} is in use by another program (another learnae peer?); pass another "
+                    f"--listen port, or port 0 for any free one", key="listen") from None
+            # anything else (an address not on this machine...) is for the real bind to report
 
 
 def build_host(identity: Identity, listen: Sequence[multiaddr.Multiaddr], *, mdns: bool = False,
@@ -165,6 +198,8 @@ async def open_host(
         ...     await connect(host, "/ip4/127.0.0.1/tcp/4010/p2p/12D3KooW...")
     """
     listen = _parse_listen(listen_addrs)
+    for ma in listen:
+        _check_port_free(ma)
     host = build_host(identity, listen, mdns=mdns, conn=connection)
     try:
         async with host.run(listen_addrs=listen):

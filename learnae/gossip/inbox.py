@@ -23,6 +23,7 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
+from learnae.errors import InvalidEntryError
 from learnae.ledger.entry import Entry, decode_entry
 
 __all__ = ["Announcement", "Inbox"]
@@ -66,6 +67,7 @@ class Inbox:
         self.delivered = 0
         self.shed = 0
         self.duplicates = 0
+        self.unverified = 0  # delivered without a validation run and failing verification
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -75,8 +77,19 @@ class Inbox:
         entry = self._decoded(msg)
         if msg.from_id == self._own:
             return
-        if entry is None:  # accepted by another validator run; decode (already verified)
-            entry = decode_entry(msg.data, verify=False)
+        if entry is None:
+            # Not decoded by this message's validation run: verify here, never on trust of an
+            # earlier stage (a re-used message id once skipped the validator altogether).
+            try:
+                entry = decode_entry(msg.data)
+            except InvalidEntryError as exc:
+                self.unverified += 1
+                log.warning("dropped an announcement that fails verification at delivery: %s", exc)
+                return
+            if ID(msg.from_id) != ID.from_base58(entry.author):
+                self.unverified += 1
+                log.warning("dropped an announcement whose author %s is not its publisher", entry.author)
+                return
         key = bytes(entry.cid)
         if key in self._seen:  # two copies validated concurrently by an async chain check
             self.duplicates += 1

@@ -40,12 +40,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+import trio
+from libp2p.exceptions import ValidationError
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.validators import signature_validator
+
+from learnae.gossip.validate import IGNORE
 
 __all__ = ["GossipParams", "LearnaeGossipSub", "LearnaePubsub", "make_router", "score_params"]
 
@@ -259,7 +263,40 @@ class LearnaePubsub(Pubsub):
                 raise
             log.debug("read loop ended during shutdown: %s", exc)
 
+    async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """Run every topic validator on every message: no cached verdicts.
+
+        py-libp2p caches a validator's verdict per message id (from, seqno) for
+        300 s, longer than the seen-messages TTL: a message id validated once and
+        re-used later with other data was delivered without running the validator
+        (signature, author and chain checks skipped). A validator may also answer
+        :data:`~learnae.gossip.validate.IGNORE`: the message is neither delivered
+        nor forwarded, and its forwarder is not penalised.
+
+        Raises:
+            ValidationError: a validator rejected the message (or timed out).
+            _Ignored: a validator ignored it.
+        """
+        for tv in self.get_msg_validators(msg):
+            if tv.is_async:
+                with trio.move_on_after(self.validation_timeout) as scope:
+                    verdict = await tv.validator(msg_forwarder, msg)
+                if scope.cancelled_caught:
+                    raise ValidationError(f"validation timed out after {self.validation_timeout} s")
+            else:
+                verdict = tv.validator(msg_forwarder, msg)
+            if verdict == IGNORE:
+                raise _Ignored
+            if not verdict:
+                raise ValidationError("a topic validator rejected the message")
+
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        try:
+            await self._push_msg(msg_forwarder, msg)
+        except _Ignored:
+            self._mark_msg_seen(msg)  # no news: do not validate its copies again
+
+    async def _push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         if self.closing:
             return
         # Count the messages the libp2p-level signature check would drop silently.
@@ -281,6 +318,10 @@ class LearnaePubsub(Pubsub):
                 inbox.deliver(publish_message)
         if any(t not in self.inboxes for t in publish_message.topicIDs):
             super().notify_subscriptions(publish_message)
+
+
+class _Ignored(Exception):
+    """A validator ignored a message (see :meth:`LearnaePubsub.validate_msg`)."""
 
 
 def _pubsub_sig_ok(msg: rpc_pb2.Message) -> bool:

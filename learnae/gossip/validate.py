@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Union
@@ -42,12 +44,15 @@ from libp2p.pubsub.pb import rpc_pb2
 from learnae.errors import InvalidEntryError
 from learnae.ledger.entry import MAX_ENTRY_BYTES, Entry, decode_entry
 
-__all__ = ["EntryValidator", "ChainCheck", "REJECT_REASONS"]
+__all__ = ["EntryValidator", "ChainCheck", "IGNORE", "REJECT_REASONS"]
 
 log = logging.getLogger(__name__)
 
-# A chain check returns None when the entry fits its author's chain (accepted,
-# duplicate, or held waiting for its prev), else a short reason ("fork", "bad-prev").
+# A chain check returns None when the entry joins its author's chain (stored: deliver and
+# forward it), IGNORE when it is no news or cannot be used yet (a duplicate, or held waiting
+# for its prev: neither delivered nor forwarded, and the forwarder is not penalised), else
+# a short reason ("fork", "bad-chain") to reject it.
+IGNORE = "ignore"
 ChainCheck = Callable[[Entry], Union[str, None, Awaitable[Union[str, None]]]]
 
 REJECT_REASONS = (
@@ -56,6 +61,7 @@ REJECT_REASONS = (
     "bad-pubsub-signature", "validator-error",
 )
 _CACHE = 4096  # decoded entries waiting for delivery, by libp2p message id
+LOG_EVERY_S = 60.0  # a rejection reason is logged at WARNING at most this often
 
 
 class EntryValidator:
@@ -68,8 +74,10 @@ class EntryValidator:
             :data:`ChainCheck`.
     """
 
-    def __init__(self, swarm: str, chain_check: ChainCheck | None = None, own_id: str = ""):
+    def __init__(self, swarm: str, chain_check: ChainCheck | None = None, own_id: str = "",
+                 on_reject: Callable[[str], None] | None = None):
         self.swarm = swarm
+        self.on_reject = on_reject  # e.g. the peer's metrics, by reason
         self.own_id = own_id  # our own announcements skip the chain check (the ledger wrote them)
         self.chain_check = chain_check
         self.is_async = chain_check is not None and (
@@ -79,6 +87,8 @@ class EntryValidator:
         self.rejected: Counter[str] = Counter()
         self.rejected_by_peer: Counter[str] = Counter()
         self.accepted = 0
+        self.ignored = 0
+        self._logged: dict[str, float] = {}  # reason -> monotonic time it was last logged at WARNING
         self._decoded: OrderedDict[bytes, Entry] = OrderedDict()
 
     # -- the checks that need no ledger ------------------------------------------
@@ -97,12 +107,19 @@ class EntryValidator:
         return entry, None
 
     def reject(self, reason: str, forwarder: ID | str, origin: str, detail: str = "") -> None:
-        """Count a rejection and log it (INFO: a remote peer's fault, never ours)."""
+        """Count a rejection by reason and sender, and log it: at WARNING the first time a reason
+        is seen in a minute (so a flood cannot flood the log too), else at DEBUG."""
         key = reason.split(":", 1)[0] if reason.startswith("chain") else reason
         self.rejected[key] += 1
         self.rejected_by_peer[str(forwarder)] += 1
-        log.info("rejected an announcement (%s%s) from origin %s via %s",
-                 reason, f": {detail}" if detail else "", origin, forwarder)
+        if self.on_reject is not None:
+            self.on_reject(reason.split(":", 1)[1] if reason.startswith("chain:") else reason)
+        now = time.monotonic()
+        level = logging.DEBUG if now - self._logged.get(key, -math.inf) < LOG_EVERY_S else logging.WARNING
+        if level == logging.WARNING:
+            self._logged[key] = now
+        log.log(level, "rejected an announcement (%s%s) from origin %s via %s (%d so far for this reason)",
+                reason, f": {detail}" if detail else "", origin, forwarder, self.rejected[key])
 
     def _accept(self, msg: rpc_pb2.Message, entry: Entry) -> bool:
         self.accepted += 1
@@ -131,8 +148,12 @@ class EntryValidator:
     def _chain_reason(result: str | None) -> str | None:
         return None if result is None else f"chain:{result}"
 
-    def validate_sync(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        """Synchronous validator (used when the chain check is synchronous or absent)."""
+    def validate_sync(self, forwarder: ID, msg: rpc_pb2.Message) -> bool | str:
+        """Synchronous validator (used when the chain check is synchronous or absent).
+
+        Returns True (deliver and forward), False (reject: the forwarder is penalised)
+        or :data:`IGNORE`.
+        """
         entry = self._stateless(forwarder, msg)
         if entry is None:
             return False
@@ -144,7 +165,7 @@ class EntryValidator:
             return self._chain_raised(forwarder, entry, exc)
         return self._chain_verdict(forwarder, msg, entry, result)
 
-    async def validate_async(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+    async def validate_async(self, forwarder: ID, msg: rpc_pb2.Message) -> bool | str:
         """Asynchronous validator (used when the chain check is a coroutine function)."""
         entry = self._stateless(forwarder, msg)
         if entry is None:
@@ -162,7 +183,10 @@ class EntryValidator:
         log.warning("the chain check raised on entry %s: %r", entry.cid, exc)
         return False
 
-    def _chain_verdict(self, forwarder: ID, msg: rpc_pb2.Message, entry: Entry, result: str | None) -> bool:
+    def _chain_verdict(self, forwarder: ID, msg: rpc_pb2.Message, entry: Entry, result: str | None):
+        if result == IGNORE:
+            self.ignored += 1
+            return IGNORE
         reason = self._chain_reason(result)
         if reason is not None:
             self.reject(reason, forwarder, entry.author)

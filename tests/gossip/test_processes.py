@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 
 import pytest
 
+from tests.netns import netns_pair_fixture  # noqa: F401 - the netns_pair fixture
+
 from .helpers import SWARM
 from .procs import NodeProc
+
+pytestmark = pytest.mark.slow  # real processes: make test runs it, make check does not
 
 
 def _wait(pred, timeout_s=30.0, step_s=0.1):
@@ -52,36 +53,6 @@ def test_announcements_reach_every_process_completely():
 
 
 # -- mDNS, inside two network namespaces this test creates (LAN multicast never leaves them)
-
-def _ip(*args, check=True):
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
-
-
-@pytest.fixture
-def netns_pair():
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("mDNS test needs root and iproute2 to create network namespaces")
-    tag = f"{os.getpid() % 100000}"
-    a, b, va, vb = f"lrna{tag}", f"lrnb{tag}", f"lva{tag}", f"lvb{tag}"
-    try:
-        _ip("netns", "add", a)
-        _ip("netns", "add", b)
-        _ip("link", "add", va, "type", "veth", "peer", "name", vb)
-        _ip("link", "set", va, "netns", a)
-        _ip("link", "set", vb, "netns", b)
-        for ns, dev, addr in ((a, va, "10.231.77.1/24"), (b, vb, "10.231.77.2/24")):
-            _ip("-n", ns, "addr", "add", addr, "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up", "multicast", "on")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-    except subprocess.CalledProcessError as exc:
-        for ns in (a, b):
-            _ip("netns", "del", ns, check=False)
-        pytest.skip(f"cannot create network namespaces here: {exc.stderr.strip()}")
-    yield (a, "10.231.77.1"), (b, "10.231.77.2")
-    for ns in (a, b):
-        _ip("netns", "del", ns, check=False)
-
 
 def test_mdns_finds_a_peer_on_the_lan_with_zero_configuration(netns_pair):
     (ns_a, ip_a), (ns_b, ip_b) = netns_pair

@@ -3,6 +3,8 @@ crashed with "Nursery is closed to new arrivals" in 9 of 10 such runs)."""
 
 from __future__ import annotations
 
+import pytest
+
 import logging
 
 import trio
@@ -13,6 +15,8 @@ from learnae.identity import Identity
 from learnae.ledger.entry import sign_entry
 
 from .helpers import SWARM
+
+pytestmark = pytest.mark.slow  # 20 shutdowns of 8 hosts: make test runs it, make check does not
 
 N = 8
 FAST_EXIT = PublishParams(flush_timeout_s=0.5)
