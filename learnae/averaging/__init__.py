@@ -6,7 +6,8 @@ snapshots into :class:`Contribution` values and calls :func:`merge`.
 
 Modules: ``contribution`` (values, validation), ``linear`` (mean, weighted, staleness,
 consensus, push-sum), ``robust`` (median, trimmed-mean, krum, multi-krum,
-centered-clip), ``merge`` (the pipeline and the per-neighbour weight cap). Snapshot
+centered-clip), ``merge`` (the pipeline and the per-neighbour weight cap), ``clipping``
+(distances to the local model; clipping a contribution onto a radius around it). Snapshot
 encodings (float16, int8) belong to the snapshot codec, :mod:`learnae.storage.compress`;
 the in-process swarm simulator is a benchmark harness, ``bench/averaging_sim.py``.
 

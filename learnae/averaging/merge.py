@@ -129,9 +129,10 @@ def merge(
     if not kept:  # nothing to merge: every rule leaves the local model as it is
         mass = params.get("local_mass", 1.0) if rule == "push-sum" else 1.0
         return MergeResult([t.copy() for t in local], {}, excluded, 1.0, mass, "")
-    plan = RULE_FUNCTIONS[rule](local, kept, **params)
+    problem = robust.panel_problem(rule, len(kept) + 1)  # one minimum-panel rule for every robust rule
+    plan = Plan(np.ones(1), skipped=problem) if problem else RULE_FUNCTIONS[rule](local, kept, **params)
     if plan.skipped:
-        log.warning("merge with %s skipped: %s", rule, plan.skipped)
+        log.info("merge with %s skipped: %s", rule, plan.skipped)
         return MergeResult(
             weights=[t.copy() for t in local], influence={k: 0.0 for k in keys}, excluded=excluded,
             local_weight=1.0, mass=params.get("local_mass", 1.0) if rule == "push-sum" else 1.0,

@@ -18,6 +18,12 @@ centered-clip   Karimireddy, He & Jaggi 2021         f < n / 2            one pa
 (``D`` = largest distance between two honest participants, ``mu`` = honest mean,
 ``x0`` = local model.) When ``n`` is too small for the requested ``f`` the rule does not
 guess: it returns a plan with ``skipped`` set and the merge keeps the local model.
+
+Every robust rule assumes at least one arbitrary participant (``f >= 1``), so each has a
+minimum panel (:data:`MIN_PANEL`, checked once for all of them by :func:`panel_problem`):
+with fewer participants a "robust" rule would be a plain mean in disguise (median of two
+models is their mean), and a peer whose only reachable neighbour is hostile would take half
+of whatever it sends. Below the minimum the merge keeps the local model and says why.
 """
 
 from __future__ import annotations
@@ -29,7 +35,19 @@ import numpy as np
 from learnae.averaging.contribution import AveragingError, Contribution
 from learnae.averaging.linear import Plan
 
-__all__ = ["median", "trimmed_mean", "krum", "multi_krum", "centered_clip"]
+__all__ = ["median", "trimmed_mean", "krum", "multi_krum", "centered_clip", "MIN_PANEL", "panel_problem"]
+
+# Participants (the local model included) each rule needs to tolerate one arbitrary one.
+MIN_PANEL = {"median": 3, "trimmed-mean": 3, "centered-clip": 3, "krum": 5, "multi-krum": 5}
+
+
+def panel_problem(rule: str, n: int) -> str | None:
+    """Why ``n`` participants are too few for ``rule`` to be robust, or None (not robust: always None)."""
+    need = MIN_PANEL.get(rule)
+    if need is None or n >= need:
+        return None
+    return (f"{rule} needs at least {need} participants to tolerate one arbitrary model, have {n} "
+            f"(the local model and {n - 1} neighbour(s)); keeping the local model")
 
 
 def _stack(local: Sequence[np.ndarray], contribs: Sequence[Contribution], t: int) -> np.ndarray:
@@ -109,10 +127,10 @@ def multi_krum(
     squared distances to its ``n - f - 2`` nearest others; with ``n >= 2f + 3`` a selected
     model is close to at least ``n - 2f - 1 >= 2`` honest ones, so it lies within
     ``(sqrt(n - f - 2) + 1) * D`` of the honest mean. Defaults: ``f = (n - 3) // 2`` (the
-    most it tolerates), ``m = n - f``. Ties favour the local model.
+    most it tolerates, and at least 1), ``m = n - f``. Ties favour the local model.
     """
     n = len(contribs) + 1
-    ff = max(0, (n - 3) // 2) if f is None else int(f)
+    ff = max(1, (n - 3) // 2) if f is None else int(f)
     if ff < 0:
         raise AveragingError(f"krum: f must be >= 0, got {f}")
     if n < 2 * ff + 3:
@@ -154,8 +172,8 @@ def centered_clip(
     optimization". Each arbitrary participant moves the result by at most ``tau / n`` per
     iteration, whatever it sends. With one iteration and ``tau`` at least the honest
     spread ``D``, the result is within ``(f / n) * (|x0 - mu| + tau)`` of the honest mean
-    ``mu``. Default ``tau``: the median distance of the contributions from the local model
-    (so fewer than half of them can inflate it).
+    ``mu``. Default ``tau``: the lower median distance of the contributions from the local
+    model (so half of them or fewer cannot inflate it).
     """
     n = len(contribs) + 1
     if iterations < 1:
@@ -163,7 +181,8 @@ def centered_clip(
     if n == 1:
         return Plan(np.ones(1))
     d0 = np.sqrt(np.maximum(_sq_distances(local, contribs)[0], 0.0))
-    radius = float(np.median(d0[1:])) if tau is None else float(tau)
+    # the lower median: with two contributions, one hostile one cannot set the radius
+    radius = float(np.sort(d0[1:])[(n - 2) // 2]) if tau is None else float(tau)
     if not radius >= 0:
         raise AveragingError(f"centered-clip: tau must be >= 0, got {tau}")
     a = np.zeros(n)

@@ -79,8 +79,22 @@ def test_too_few_for_krum_keeps_the_local_model(caplog):
     local = model(0.0)
     with caplog.at_level(logging.WARNING):
         r = merge(local, [contrib(model(9.0), "A")], "krum", f=1)
-    assert r.skipped and "2f+3" in r.skipped
+    assert r.skipped and "at least 5" in r.skipped
     assert r.weights[0].tolist() == [0.0] and r.influence == {"A": 0.0}
+
+
+@pytest.mark.parametrize("rule, need", [("median", 3), ("trimmed-mean", 3), ("centered-clip", 3),
+                                        ("krum", 5), ("multi-krum", 5)])
+def test_every_robust_rule_keeps_the_local_model_below_its_minimum_panel(rule, need):
+    # A lone hostile neighbour: with two participants "median" would be a plain mean of both.
+    local = model(1.0)
+    for n in range(2, need):
+        contribs = [contrib(model(-1000.0), f"A{i}") for i in range(n - 1)]
+        r = merge(local, contribs, rule)
+        assert r.skipped and r.weights[0].tolist() == [1.0], (rule, n)
+    honest = [contrib(model(1.0 + 0.1 * i), f"H{i}") for i in range(need - 2)]
+    r = merge(local, [*honest, contrib(model(-1000.0), "evil")], rule)  # the minimum panel, one hostile
+    assert not r.skipped and abs(r.weights[0][0]) < 2.0, (rule, r.weights[0])
 
 
 @pytest.mark.parametrize("rule", EXPECTED_RULES)
