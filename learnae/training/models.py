@@ -4,8 +4,11 @@ A spec is one of:
 
 * a built-in preset name (see :data:`PRESETS`): ``digits-mlp`` (~17k parameters),
   ``digits-cnn`` (~38k) and ``digits-cnn-large`` (~2.7M, ~11 MB per float32
-  snapshot, for when snapshot transfer should matter). All take 8x8x1 inputs (the
-  ``digits`` dataset) and output 10 class probabilities (softmax).
+  snapshot, for when snapshot transfer should matter) take 8x8x1 inputs (the
+  ``digits`` dataset) and output 10 class probabilities (softmax);
+  ``mnist1d-mlp`` (15,210) and ``mnist1d-cnn`` (5,210) are the MLP and CNN of the
+  MNIST-1D paper, take 40x1 inputs (the ``mnist1d`` dataset) and output 10 logits,
+  as the paper's models do.
 * ``module:function`` or ``path/to/file.py:function``: a function of no arguments
   that returns a Keras model (uncompiled; learnae compiles it). The model's output
   is class probabilities (a final softmax) or logits; learnae tells them apart by
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 
 DIGITS_INPUT = (8, 8, 1)
 DIGITS_CLASSES = 10
+MNIST1D_INPUT = (40, 1)
+MNIST1D_CLASSES = 10
 
 
 class ModelSpecError(UserError):
@@ -100,6 +105,65 @@ def _digits_cnn_large():
     )
 
 
+# -- MNIST-1D: the models of Greydanus & Kobak, "Scaling down deep learning with MNIST-1D" ----
+#
+# Layer for layer the reference code's MLPBase and ConvBase (notebooks/models.py of
+# github.com/greydanus/mnist1d), with PyTorch's default initialisation (weights and
+# biases uniform in +-1/sqrt(fan_in)) instead of Keras' Glorot and zero biases, so the
+# training curves start where the paper's do. What differs: Keras flattens the CNN's
+# features position-major where PyTorch flattens channel-major, a fixed permutation of
+# the last layer's inputs that changes nothing learnable.
+
+
+def _torch_init(fan_in: int) -> dict:
+    """``kernel_initializer`` / ``bias_initializer`` matching PyTorch's Linear and Conv1d defaults."""
+    import keras
+
+    bound = 1.0 / fan_in ** 0.5
+    return {
+        # kaiming_uniform(a=sqrt(5)) is uniform in +-sqrt(6 / ((1 + 5) * fan_in)) = +-1/sqrt(fan_in)
+        "kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+    }
+
+
+def _mnist1d_mlp():
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(MNIST1D_INPUT)
+    x = layers.Flatten(name="flatten")(inputs)
+    h1 = layers.Dense(100, activation="relu", name="hidden1", **_torch_init(40))(x)
+    h2 = layers.Dense(100, activation="relu", name="hidden2", **_torch_init(100))(h1)
+    # MLPBase's second layer is residual: h = h + relu(linear2(h))
+    h = layers.Add(name="residual")([h1, h2])
+    outputs = layers.Dense(MNIST1D_CLASSES, name="output", **_torch_init(100))(h)  # logits
+    return keras.Model(inputs, outputs, name="mnist1d_mlp")
+
+
+def _mnist1d_cnn():
+    import keras
+    from keras import layers
+
+    def conv(kernel: int, in_channels: int, name: str) -> list:
+        # Conv1d(padding=1): Keras has only "valid"/"same", so pad explicitly, then "valid".
+        return [layers.ZeroPadding1D(1, name=f"{name}_pad"),
+                layers.Conv1D(25, kernel, strides=2, activation="relu", name=name,
+                              **_torch_init(in_channels * kernel))]
+
+    return keras.Sequential(
+        [
+            keras.Input(MNIST1D_INPUT),
+            *conv(5, 1, "conv1"),  # 40 -> 19 positions
+            *conv(3, 25, "conv2"),  # 19 -> 10
+            *conv(3, 25, "conv3"),  # 10 -> 5
+            layers.Flatten(name="flatten"),  # 5 x 25 = 125 features
+            layers.Dense(MNIST1D_CLASSES, name="output", **_torch_init(125)),  # logits
+        ],
+        name="mnist1d_cnn",
+    )
+
+
 #: preset name -> (builder, one-line description)
 PRESETS: dict[str, tuple[Callable, str]] = {
     "digits-mlp": (_digits_mlp, "MLP 64-128-64-10, ~17k params, 8x8x1 digits"),
@@ -108,6 +172,8 @@ PRESETS: dict[str, tuple[Callable, str]] = {
         _digits_cnn_large,
         "CNN conv64-conv128-pool-1024-512-10, ~2.7M params (~11 MB snapshots), 8x8x1 digits",
     ),
+    "mnist1d-mlp": (_mnist1d_mlp, "MNIST-1D paper's MLP 40-100-100(residual)-10, 15,210 params, 40x1 mnist1d"),
+    "mnist1d-cnn": (_mnist1d_cnn, "MNIST-1D paper's CNN 3x conv25 (k5/3/3, stride 2)-10, 5,210 params, 40x1 mnist1d"),
 }
 
 

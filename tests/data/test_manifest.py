@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from learnae.data import DatasetError, InvalidShardError, decode_manifest, encode_manifest, load_dataset
-from learnae.data.manifest import ShardInfo, fetch_shard, manifest_summary, publish_shards, shard_entry_body
-from learnae.data.shards import encode_shard, select_shard
+from learnae.data.datasets import split_dataset
+from learnae.data.manifest import (ShardInfo, fetch_shard, fetch_test, manifest_summary, publish_shards,
+                                   shard_entry_body)
+from learnae.data.shards import encode_shard, hold_out_test, select_shard
 from learnae.testing.fake_store import MemoryStore
 
 
@@ -20,12 +22,12 @@ def digits():
 async def test_publish_then_fetch_gives_the_same_shard(digits):
     store = MemoryStore()
     manifest_cid, manifest = await publish_shards(store, digits, 4, partition="classes:3", seed=5)
-    assert len(manifest.shards) == 4 and store.puts == 5
-    assert sum(s.samples for s in manifest.shards) <= len(digits)
+    assert len(manifest.shards) == 4 and store.puts == 6  # 4 shards, the test split, the manifest
+    assert sum(s.samples for s in manifest.shards) <= len(digits) - manifest.test.samples
     for s in manifest.shards:
         assert sum(s.classes) == s.samples and sum(c > 0 for c in s.classes) == 3
     got = await fetch_shard(store, manifest_cid, "2/4")
-    want = select_shard(digits, "2/4", partition="classes:3", seed=5)
+    want = select_shard(hold_out_test(digits, seed=5).train, "2/4", partition="classes:3", seed=5)
     np.testing.assert_array_equal(got.x, want.x)
     np.testing.assert_array_equal(got.y, want.y)
     # publishing again gives identical CIDs (deterministic bytes)
@@ -104,8 +106,33 @@ def _shard_with(**changes) -> bytes:
 ], ids=lambda d: repr(d[:12]))
 def test_malformed_manifests_are_rejected(data):
     assert decode_manifest(dag_cbor.encode(_good())).num_classes == 3
-    with pytest.raises(InvalidShardError):
+    with pytest.raises(InvalidShardError) as info:
         decode_manifest(data)
+    assert info.value.reason in ("too-large", "undecodable", "bad-format", "bad-schema", "non-canonical",
+                                 "bad-histogram")
+
+
+def _nested(depth: int):
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("data", [
+    _with(dataset=_nested(300)),  # decodes, but deeper than the encoder of the canonical check goes
+    b"\x81" * 5000 + b"\x00",  # deeper than the decoder goes
+    _with(seed=2**64 - 1, num_classes=2**64 - 1),
+    _shard_with(samples=2**64 - 1, classes=[2**64 - 1, 0, 0]),
+    _with(sample_shape=[2**40]),
+    _with(partition="x" * 2000),
+    _with(shards=[{"cid": MemoryStore.cid_of(b"s"), "samples": 1, "classes": [1, 0, 0]}] * 3 + [None]),
+    "not bytes",
+], ids=lambda d: repr(d[:12]))
+def test_hostile_manifests_are_rejected_not_crashes(data):
+    with pytest.raises(InvalidShardError) as info:
+        decode_manifest(data)
+    assert info.value.reason != "malformed"  # a check said no, not the decoder's guard
 
 
 def test_non_canonical_manifest_is_rejected():
@@ -144,3 +171,22 @@ async def test_fetch_dataset_takes_a_manifest_or_a_single_shard(digits):
     junk = await store.put(b"neither a manifest nor a shard")
     with pytest.raises(InvalidShardError):
         await fetch_dataset(store, junk)
+
+
+async def test_the_manifest_carries_the_peers_test_split_and_no_shard_holds_it(digits):
+    store = MemoryStore()
+    cid, manifest = await publish_shards(store, digits, 3, partition="iid", seed=2)
+    test = await fetch_test(store, cid)
+    peers_test = split_dataset(digits, seed=2).test  # what a peer on `digits --seed 2` evaluates on
+    np.testing.assert_array_equal(test.x, peers_test.x)
+    assert manifest.test.samples == len(test) == 359 and decode_manifest(encode_manifest(manifest)) == manifest
+    held = {row.tobytes() for row in test.x}
+    for i in range(3):
+        shard = await fetch_shard(store, cid, f"{i}/3")
+        assert not any(row.tobytes() in held for row in shard.x)
+    assert manifest_summary(manifest, cid)["test"]["samples"] == 359
+    # a manifest without a test split (published before there was one) still decodes: no test then
+    old = type(manifest)(*[getattr(manifest, f) for f in ("dataset", "partition", "seed", "num_classes",
+                                                           "sample_shape", "shards")])
+    old_cid = await store.put(encode_manifest(old))
+    assert decode_manifest(encode_manifest(old)).test is None and await fetch_test(store, old_cid) is None

@@ -82,10 +82,27 @@ def test_malformed_shard_bytes_are_rejected_as_remote_errors(digits):
         save({"x": np.zeros((2, 2), np.float32), "y": np.zeros(2, np.int64), "z": np.zeros(1, np.int8)},
              metadata={"learnae": '{"format":"learnae-shard/1","name":"","num_classes":10}'}),
     ]
-    for data in bad:
+    reasons = ["truncated", "truncated", "bad-tensors", "bad-format", "bad-format", "bad-tensors", "bad-labels",
+               "not-finite", "bad-tensors"]
+    for data, reason in zip(bad, reasons, strict=True):
         with pytest.raises(InvalidShardError) as info:
             decode_shard(data)
-        assert isinstance(info.value, RemoteError) and info.value.reason == "invalid-shard"
+        assert isinstance(info.value, RemoteError) and info.value.reason == reason
+
+
+@pytest.mark.parametrize("header", [
+    b"[" * 100_000 + b"]" * 100_000,  # a RecursionError in json before
+    b'{"__metadata__":{"learnae":"' + b"[" * 5000 + b'"}}',
+    b'{"__metadata__":[1]}',
+    b'{"__metadata__":{"learnae":"{\\"format\\":\\"learnae-shard/1\\",\\"num_classes\\":Infinity}"}}',
+    b'{"__metadata__":{"learnae":"{\\"format\\":\\"learnae-shard/1\\",\\"num_classes\\":2}"},'
+    b'"x":{"dtype":"F32","shape":[1e400],"data_offsets":[0,4]},"y":{"dtype":"I64","shape":[1],"data_offsets":[4,12]}}',
+])
+def test_hostile_shard_headers_are_rejected_not_crashes(header):
+    data = len(header).to_bytes(8, "little") + header + b"\0" * 12
+    with pytest.raises(InvalidShardError) as info:
+        decode_shard(data)
+    assert info.value.reason != "malformed"  # a check said no, not the decoder's guard
 
 
 def test_peer_data_shares_a_held_out_test_set():
@@ -111,12 +128,39 @@ def test_a_fetched_shard_holds_out_a_validation_part(digits):
     assert set(parts.validation.y.tolist()) == set(shard.y.tolist())
 
 
-def test_write_shard_files(digits, tmp_path):
-    from learnae.data.shards import write_shard_files
+def test_write_shard_files_holds_the_peers_test_split_out(digits, tmp_path):
+    from learnae.data.datasets import split_dataset
+    from learnae.data.shards import hold_out_test, prepare_peer_data, write_shard_files
 
-    written = write_shard_files(digits, 3, tmp_path / "out", partition="classes:4", seed=1)
-    assert [p.name for p, _ in written] == [f"shard-{i}-of-3.npz" for i in range(3)]
-    for i, (path, shard) in enumerate(written):
+    files = write_shard_files(digits, 3, tmp_path / "out", partition="classes:4", seed=1)
+    assert [p.name for p, _ in files.shards] == [f"shard-{i}-of-3.npz" for i in range(3)]
+    rest = hold_out_test(digits, seed=1).train
+    for i, (path, shard) in enumerate(files.shards):
         back = load_dataset(str(path))
         np.testing.assert_array_equal(back.y, shard.y)
-        np.testing.assert_array_equal(back.y, select_shard(digits, f"{i}/3", partition="classes:4", seed=1).y)
+        np.testing.assert_array_equal(back.y, select_shard(rest, f"{i}/3", partition="classes:4", seed=1).y)
+        assert back.num_classes == 10  # four classes in the file, the dataset's ten in the model
+    # test.npz is exactly the split every peer started on `digits --seed 1` evaluates on ...
+    test_path, test = files.test
+    peers_test = split_dataset(digits, seed=1).test
+    assert test_path.name == "test.npz"
+    np.testing.assert_array_equal(load_dataset(str(test_path)).x, peers_test.x)
+    np.testing.assert_array_equal(test.y, peers_test.y)
+    # ... no shard holds one of its samples ...
+    held = {row.tobytes() for row in test.x}
+    assert not any(row.tobytes() in held for _, s in files.shards for row in s.x)
+    # ... and a peer started on a shard file trains on all of it and evaluates on test.npz
+    parts = prepare_peer_data(str(files.shards[1][0]), seed=1)
+    assert len(parts.train) == len(files.shards[1][1]) and len(parts.validation) == 0
+    np.testing.assert_array_equal(parts.test.y, peers_test.y)
+
+
+def test_a_shard_file_copied_without_its_test_file_is_not_split_again(digits, tmp_path):
+    from learnae.data.shards import prepare_peer_data, write_shard_files
+
+    files = write_shard_files(digits, 2, tmp_path / "out", seed=0)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "mine.npz").write_bytes(files.shards[0][0].read_bytes())
+    parts = prepare_peer_data(str(alone / "mine.npz"), seed=0)
+    assert len(parts.train) == len(files.shards[0][1]) and len(parts.test) == 0  # no test, not a slice of its own

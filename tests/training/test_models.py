@@ -25,6 +25,56 @@ def test_presets_build_for_digits(keras, spec, low, high):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+# The paper's models (Greydanus & Kobak, ICML 2024; MLPBase and ConvBase of its reference code):
+# its notebook prints "Initialized MLPBase model with 15210 parameters" and "ConvBase ... 5210".
+# MLP: 40*100+100 + 100*100+100 + 100*10+10 = 15,210.
+# CNN: conv 1->25 k5 (150) + 25->25 k3 (1,900) + 25->25 k3 (1,900) + linear 125->10 (1,260) = 5,210.
+@pytest.mark.parametrize("spec, params, per_tensor", [
+    ("mnist1d-mlp", 15_210, [(40, 100), (100,), (100, 100), (100,), (100, 10), (10,)]),
+    ("mnist1d-cnn", 5_210, [(5, 1, 25), (25,), (3, 25, 25), (25,), (3, 25, 25), (25,), (125, 10), (10,)]),
+])
+def test_mnist1d_presets_are_the_papers_models(keras, spec, params, per_tensor):
+    from learnae.training.optim import is_probability_output
+
+    model = load_model(spec, seed=0)
+    assert model.count_params() == params
+    assert [shape for _, shape, _ in tensor_specs(model)] == per_tensor
+    assert tuple(model.input_shape) == (None, 40, 1) and tuple(model.output_shape) == (None, 10)
+    # logits, like the paper's models: learnae then trains them with from_logits=True
+    assert not is_probability_output(model)
+    # PyTorch's default initialisation: kernels and biases uniform in +-1/sqrt(fan_in)
+    weights = model.get_weights()
+    for kernel, bias in zip(weights[::2], weights[1::2]):
+        bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))
+        for w in (kernel, bias):
+            assert 0.8 * bound < np.abs(w).max() <= bound * (1 + 1e-6)
+
+
+def test_mnist1d_mlp_is_residual_like_the_papers(keras):
+    # MLPBase computes h1 = relu(W1 x); h = h1 + relu(W2 h1); out = W3 h
+    model = load_model("mnist1d-mlp", seed=2)
+    w1, b1, w2, b2, w3, b3 = model.get_weights()
+    x = np.random.default_rng(0).normal(size=(4, 40, 1)).astype(np.float32)
+    h1 = np.maximum(x[..., 0] @ w1 + b1, 0)
+    expected = (h1 + np.maximum(h1 @ w2 + b2, 0)) @ w3 + b3
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["mnist1d-mlp", "mnist1d-cnn"])
+def test_mnist1d_presets_learn_with_the_trainer(keras, spec):
+    from learnae.data import load_dataset, split_dataset
+    from learnae.training import KerasTrainer
+
+    parts = split_dataset(load_dataset("mnist1d"), seed=0)
+    train = parts.train.subset(np.arange(1000))
+    trainer = KerasTrainer.from_spec(spec, train.x, train.y, seed=0, optimizer="adam", learning_rate=0.01,
+                                     batch_size=100)
+    loss0, acc0 = trainer.evaluate(train.x, train.y)
+    trainer.train_steps(40)  # 4 epochs of 1,000 samples
+    loss, acc = trainer.evaluate(train.x, train.y)
+    assert acc0 < 0.2 and loss < 0.8 * loss0 and acc > 0.35
+
+
 def test_same_seed_same_initial_weights(keras):
     a, b, c = load_model("digits-cnn", seed=3), load_model("digits-cnn", seed=3), load_model("digits-cnn", seed=4)
     assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
@@ -117,7 +167,7 @@ print(json.dumps(out))
 
 
 def test_tensor_specs_are_stable_across_processes(keras, user_module):
-    specs = ["digits-mlp", "digits-cnn", "digits-cnn-large", "mymodels:build"]
+    specs = ["digits-mlp", "digits-cnn", "digits-cnn-large", "mnist1d-mlp", "mnist1d-cnn", "mymodels:build"]
     here = {s: json.loads(json.dumps(tensor_specs(load_model(s, seed=1)))) for s in specs}
     out = subprocess.run([sys.executable, "-c", _SPECS_SCRIPT, *specs], capture_output=True, text=True,
                          check=True, cwd=user_module, timeout=120)
