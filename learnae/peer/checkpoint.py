@@ -29,7 +29,7 @@ from safetensors.numpy import save as st_save
 from learnae.errors import StoreError
 from learnae.fsutil import atomic_write
 
-__all__ = ["Checkpoint", "CHECKPOINT_FILE", "save_checkpoint", "load_checkpoint"]
+__all__ = ["Checkpoint", "CHECKPOINT_FILE", "save_checkpoint", "load_checkpoint", "decode_checkpoint"]
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 _FORMAT = "learnae-checkpoint/1"
@@ -73,7 +73,7 @@ def save_checkpoint(data_dir: Path, ckpt: Checkpoint) -> Path:
         "extra": ckpt.extra,
     }
     path = Path(data_dir) / CHECKPOINT_FILE
-    atomic_write(path, st_save(tensors, metadata={"learnae": json.dumps(meta, sort_keys=True)}))
+    atomic_write(path, st_save(tensors, metadata={"learnae": json.dumps(meta, sort_keys=True)}), mode=0o600)
     return path
 
 
@@ -81,41 +81,107 @@ def load_checkpoint(data_dir: Path) -> Checkpoint | None:
     """Read the checkpoint in ``data_dir``; ``None`` when there is none yet.
 
     Raises:
-        StoreError: the file exists but is not a readable learnae checkpoint.
+        StoreError: the file exists but cannot be read, is not a learnae
+            checkpoint, or holds NaN or infinite values (see :func:`decode_checkpoint`).
     """
     path = Path(data_dir) / CHECKPOINT_FILE
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a directory in its place, no permission, an I/O error
+        raise StoreError(f"{path}: cannot read the checkpoint ({exc.strerror or exc}); "
+                         "fix it or move it away to start from the swarm's snapshots") from exc
+    return decode_checkpoint(raw, source=str(path))
+
+
+class _Damaged(ValueError):
+    """Internal: what is wrong with checkpoint bytes (becomes a StoreError)."""
+
+
+def decode_checkpoint(raw: bytes, *, source: str = CHECKPOINT_FILE) -> Checkpoint:
+    """Parse checkpoint bytes (what :func:`save_checkpoint` wrote), checking every field.
+
+    A checkpoint whose weights or optimizer state hold NaN or infinity is
+    refused: resuming from it would only make the peer fail again, at every restart.
+
+    Args:
+        raw: the file's bytes.
+        source: what to name in the error (the file's path).
+
+    Raises:
+        StoreError: and nothing else, whatever ``raw`` holds; the message names
+            ``source`` and the fix (move the file away).
+    """
+    try:
+        return _decode_checkpoint(raw)
+    except _Damaged as exc:
+        detail = str(exc)
+    except Exception as exc:  # noqa: BLE001 - safetensors' and numpy's own errors on garbage
+        detail = f"{type(exc).__name__}: {str(exc)[:120]}"
+    raise StoreError(f"{source}: damaged checkpoint ({detail}); move it away to start from the swarm's snapshots")
+
+
+def _count(meta: dict, key: str, lo: int) -> int:
+    value = meta.get(key)
+    if type(value) is not int or value < lo:  # bool is no count, and int("3") no checkpoint of ours
+        raise _Damaged(f"{key} is {str(value)[:40]}, not an integer >= {lo}")
+    return value
+
+
+def _decode_checkpoint(raw) -> Checkpoint:
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise _Damaged(f"expected bytes, got {type(raw).__name__}")
+    raw = bytes(raw)
+    try:
+        meta = json.loads(_metadata(raw)["learnae"])
+    except (KeyError, TypeError, ValueError, RecursionError, AttributeError):
+        raise _Damaged("no learnae metadata") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise _Damaged(f"not a {_FORMAT} file")
     try:
         tensors = st_load(raw)
-        meta = json.loads(_metadata(raw)["learnae"])
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"unknown format {meta.get('format')!r}")
-        weights = [tensors[f"w/{i:04d}"] for i in range(meta["n_weights"])]
-        optimizer = [tensors[f"o/{i:04d}"] for i in range(meta["n_optimizer"])]
-    except (SafetensorError, KeyError, ValueError, TypeError) as exc:
-        raise StoreError(
-            f"{path}: damaged checkpoint ({exc}); move it away to start from the swarm's snapshots"
-        ) from exc
+    except SafetensorError as exc:
+        raise _Damaged(f"tensors do not load: {str(exc)[:120]}") from None
+    n_weights, n_optimizer = _count(meta, "n_weights", 0), _count(meta, "n_optimizer", 0)
+    if n_weights + n_optimizer > len(tensors):
+        raise _Damaged(f"it lists {n_weights} + {n_optimizer} tensors but holds {len(tensors)}")
+    try:
+        weights = [tensors[f"w/{i:04d}"] for i in range(n_weights)]
+        optimizer = [tensors[f"o/{i:04d}"] for i in range(n_optimizer)]
+    except KeyError as exc:
+        raise _Damaged(f"tensor {exc.args[0]} is missing") from None
+    for what, arrays in (("weight", weights), ("optimizer tensor", optimizer)):
+        for i, a in enumerate(arrays):
+            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+                raise _Damaged(f"{what} {i} holds NaN or infinite values")
+    head = meta.get("ledger_head")
+    if head is not None and not isinstance(head, str):
+        raise _Damaged("ledger_head is not a CID string")
+    extra = meta.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise _Damaged("extra is not an object")
     return Checkpoint(
-        step=int(meta["step"]),
-        samples=int(meta["samples"]),
+        step=_count(meta, "step", 0),
+        samples=_count(meta, "samples", 0),
         weights=weights,
         optimizer=optimizer,
-        ledger_seq=int(meta["ledger_seq"]),
-        ledger_head=meta["ledger_head"],
-        extra=dict(meta.get("extra") or {}),
+        ledger_seq=_count(meta, "ledger_seq", -1),
+        ledger_head=head,
+        extra=dict(extra),
     )
 
 
 def _metadata(raw: bytes) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors buffer (its JSON header)."""
     if len(raw) < 8:
-        raise ValueError("file too short")
+        raise _Damaged("file too short")
     n = int.from_bytes(raw[:8], "little")
     if n > len(raw) - 8:
-        raise ValueError("header length past end of file")
-    header = json.loads(raw[8 : 8 + n])
-    return header.get("__metadata__") or {}
+        raise _Damaged("header length past end of file")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except (ValueError, RecursionError):
+        raise _Damaged("header is not JSON") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}

@@ -78,8 +78,12 @@ def _choice(*options: str) -> Callable[[str], str | None]:
 
 
 def _multiaddr(v: str) -> str | None:
-    ok = re.fullmatch(r"(/(ip4|ip6|dns|dns4|dns6)/[^/]+/tcp/\d+)(/p2p/\w+)?", v)
-    return None if ok else "must be a TCP multiaddr like /ip4/127.0.0.1/tcp/4010"
+    ok = re.fullmatch(r"(/(ip4|ip6|dns|dns4|dns6)/[^/]+/tcp/(\d+))(/p2p/\w+)?", v)
+    if not ok:
+        return "must be a TCP multiaddr like /ip4/127.0.0.1/tcp/4010"
+    if int(ok[3]) > 65535:
+        return f"has TCP port {ok[3]}: a port is 0-65535 (0 = any free port)"
+    return None
 
 
 def _peer_addrs(vs: list[str]) -> str | None:
@@ -147,7 +151,8 @@ class PeerConfig:
     weight_cap: float = _opt(0.5, "fraction", "largest share of a merge any one neighbour may have", _fraction)
     fetch_timeout_s: float = _opt(10.0, "seconds", "deadline for fetching one snapshot", _positive)
     merge_wait_s: float = _opt(2.0, "seconds", "at a merge, wait this long at most for a fresh neighbour snapshot (bounded staleness; 0 = never wait)", _non_negative)
-    min_peers: int = _opt(0, "peers", "wait until this many peers are connected before the first training step", _non_negative)
+    live_s: float = _opt(10.0, "seconds", "a neighbour silent this long is not waited for at merges (bounded staleness)", _positive)
+    min_peers: int = _opt(0, "peers", "wait until this many other members of the swarm (peers on its topic, authors of its entries) are present before the first training step", _non_negative)
     catch_up_s: float = _opt(10.0, "seconds", "on a first start with peers to dial, wait this long at most for their snapshots and start from their average", _non_negative)
     snapshot_encoding: str = _opt("float32", "name", "snapshot tensor encoding", _choice("float32", "float16", "int8"))
     # -- bookkeeping -------------------------------------------------------------------

@@ -220,7 +220,9 @@ class Faults:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            if strict or self._stamp is None:
+            if strict:
+                raise ValueError("no such file") from None
+            if self._stamp is None:
                 self._stamp = ()
                 return False
             self._stamp, self.plan = (), FaultPlan()
@@ -309,7 +311,7 @@ def write_fault_plan(path: Path, plan: FaultPlan) -> bool:
             return False
     except FileNotFoundError:
         pass
-    atomic_write(path, data)
+    atomic_write(path, data, mode=0o600)
     return True
 
 

@@ -39,7 +39,10 @@ __all__ = ["Merger", "Merged", "LIVE_S", "accumulate_parents"]
 
 log = logging.getLogger(__name__)
 
-LIVE_S = 10.0  # a neighbour that announced within this long is waited for at merges
+LIVE_S = 10.0  # default of cfg.live_s: a neighbour that announced within this long is waited for
+STARTUP_MERGES = 4  # merge intervals at the start in which snapshot-less connected members are waited for
+RETRY_S = 30.0  # a snapshot that could not be fetched is not chosen again for this long (doubling)
+MAX_RETRY_S = 300.0
 # Rules that filter out bad contributions need a full panel at every merge: they judge each model
 # against the others, and their tolerance grows with the count (multi-krum: f = (n - 3) // 2).
 ROBUST_RULES = frozenset({"median", "trimmed-mean", "krum", "multi-krum", "centered-clip"})
@@ -58,19 +61,27 @@ class Merger:
 
     def __init__(self, cfg: PeerConfig, view: SwarmView, ledger, store, bitswap, metrics: PeerMetrics,
                  *, fingerprint: str, local_samples: int, policy: NetworkPolicy = NO_FAULTS,
-                 on_fetched: Callable[[SnapshotRef], None] | None = None):
+                 on_fetched: Callable[[SnapshotRef], None] | None = None, max_snapshot_bytes: int | None = None):
         self.cfg, self.view, self.ledger = cfg, view, ledger
         self.store, self.bitswap, self.metrics = store, bitswap, metrics
         self.fingerprint = fingerprint
         self.local_samples = local_samples
         self.policy = policy  # injected partitions and fetch delays (simulations)
         self.on_fetched = on_fetched  # e.g. provide the fetched snapshot in the DHT
+        # the size of the largest valid snapshot of this model: no fetch downloads or holds more
+        self.max_snapshot_bytes = max_snapshot_bytes
         self.last_fetched: list[list[np.ndarray]] = []  # the neighbour models of the last merge
+        self.skipped = 0  # merges a robust rule skipped for want of a full panel
+        self.bound = DistanceBound()
         self._fresh = trio.Event()
         self.fetch_latencies: deque[float] = deque(maxlen=200)  # seconds, the latest successful fetches
         self._fetching = 0  # fetches in flight: their blocks are unpinned until decoded
         self._gc_done = trio.Event()
         self._gc_done.set()
+        # author -> (entry CID of the snapshot that failed, monotonic time it may be tried again,
+        # failures in a row): a dead or lying author costs one fetch timeout per back-off.
+        self._failed: dict[str, tuple[object, float, int]] = {}
+        self.connected_members: Callable[[], set[str]] = set  # the node's topic peers (direct connections)
 
     # -- freshness ----------------------------------------------------------------------
 
@@ -90,28 +101,51 @@ class Merger:
         out |= {a for a in self.view.members() if not self.policy.may_connect(a)}  # authors are members
         return out
 
+    def usable(self, ref: SnapshotRef | None) -> bool:
+        """Whether ``ref`` may be chosen: not a snapshot whose fetch failed within its back-off."""
+        if ref is None:
+            return False
+        failed = self._failed.get(ref.author)
+        return failed is None or failed[0] != ref.entry_cid or time.monotonic() >= failed[1]
+
+    def _alive_after_ms(self) -> float:
+        return (time.time() - getattr(self.cfg, "live_s", LIVE_S)) * 1000
+
     def lagging(self, step: int) -> list[str]:
         """Live neighbours more than two merge intervals behind ``step``.
 
-        A neighbour counts as live while it announced anything within ``LIVE_S``: a
-        crashed peer stops announcing, so it never stalls the others for long. A
-        member that joined but published no snapshot yet counts as being at step 0,
-        so the first peer to start does not race ahead of the others alone.
+        Only authors worth waiting for count: one that announced within ``live_s``
+        (a crashed peer stops announcing, so it never stalls the others for long) and
+        whose latest snapshot can be fetched (a snapshot nobody delivered is not waited
+        for again until its back-off ends). While this peer itself is starting (its
+        first ``STARTUP_MERGES`` merge intervals), a directly connected member that
+        joined but published no snapshot yet counts as being at step 0, so the first
+        peer to start does not race ahead of the others alone. After that a newcomer
+        never holds anyone up (it starts from the swarm's average anyway), so a stream
+        of fresh identities that join and never publish costs nothing.
         """
         horizon = step - 2 * self.cfg.merge_every
-        live_after_ms = (time.time() - LIVE_S) * 1000
+        starting = step < STARTUP_MERGES * self.cfg.merge_every
+        alive_after_ms = self._alive_after_ms()
         excluded = self.excluded()
+        connected = self.connected_members() if starting else set()
         out = []
-        for a in self.view.members():  # a member that joined but has no snapshot yet is at step 0
+        for a in self.view.members():
+            if a in excluded or self.view.last_seen_ms(a) < alive_after_ms:
+                continue
             ref = self.view.latest(a)
-            if a not in excluded and self.view.last_seen_ms(a) >= live_after_ms and (ref.step if ref else 0) < horizon:
+            if ref is None:
+                if a in connected:
+                    out.append(a)
+            elif self.usable(ref) and ref.step < horizon:
                 out.append(a)
         return out
 
     def _live(self) -> list:
-        live_after_ms = (time.time() - LIVE_S) * 1000
+        alive_after_ms = self._alive_after_ms()
         excluded = self.excluded()
-        return [r for a in self.view.authors() if a not in excluded and (r := self.view.latest(a)).ts_ms >= live_after_ms]
+        return [r for a in self.view.authors()
+                if a not in excluded and (r := self.view.latest(a)).ts_ms >= alive_after_ms and self.usable(r)]
 
     def should_wait(self, step: int, refs: list[SnapshotRef]) -> bool:
         """Wait at this merge? Only a peer that is not behind waits, and only for live neighbours.
@@ -133,7 +167,9 @@ class Merger:
         """Up to ``merge_k`` fresh snapshots, after a bounded wait for laggards and freshness."""
         # a robust rule gets each chosen neighbour's latest snapshot, merged before or not
         fresh_only = self.cfg.rule not in ROBUST_RULES
-        choose = lambda: self.view.choose(self.cfg.merge_k, exclude=self.excluded(), fresh_only=fresh_only)  # noqa: E731
+        k = self.cfg.merge_k
+        choose = lambda: self.view.choose(k, exclude=self._unusable(), fresh_only=fresh_only,  # noqa: E731
+                                          prefer=self.connected_members(), max_others=max(1, k // 3))
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):
@@ -141,6 +177,10 @@ class Merger:
                     await self.wait_fresh()
                     refs = choose()
         return refs
+
+    def _unusable(self) -> set[str]:
+        """Authors not to choose now: excluded ones, and those whose latest snapshot failed to arrive."""
+        return self.excluded() | {a for a in self._failed if not self.usable(self.view.latest(a))}
 
     # -- fetching and merging -----------------------------------------------------------------
 
@@ -184,6 +224,10 @@ class Merger:
             return None
         by_author = {r.author: r for r in refs}
         self.last_fetched = [c.weights for c in contributions]
+        contributions = await run_sized(lambda: self.bound.apply(local, contributions),
+                                        sum(a.nbytes for a in local) * (1 + len(contributions)))
+        if self.bound.clipped_last:
+            self.metrics.rejected.labels(reason="clipped").inc(self.bound.clipped_last)
         params = {"local_samples": self.local_samples} if self.cfg.rule == "weighted" else {}
         nbytes = sum(a.nbytes for a in local) * (1 + len(contributions))
         result = await run_sized(
@@ -191,6 +235,10 @@ class Merger:
         for author, reason in result.excluded.items():
             self.metrics.rejected.labels(reason=reason).inc()
             log.warning("merge: excluded the snapshot of %s: %s", author, reason)
+        if result.skipped:  # too few neighbours for a robust rule: the local model is kept
+            self.metrics.merges_skipped.inc()
+            self.skipped += 1
+            return None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("merge at step %d: distances to local %s, moved %.3f", step,
                       [round(_distance(local, c.weights), 3) for c in contributions],
@@ -235,8 +283,8 @@ class Merger:
                     await trio.sleep(delay)  # an injected round trip (and retransmission) on this link
                 # the author has it: the other peers are asked only if it does not deliver
                 await self.bitswap.fetch(ref.model_cid, [ref.author], timeout_s=self.cfg.fetch_timeout_s,
-                                         eager=False)
-                data = await self.store.get(ref.model_cid)
+                                         eager=False, max_bytes=self.max_snapshot_bytes)
+                data = await self.store.get(ref.model_cid, max_bytes=self.max_snapshot_bytes)
             snap = await run_sized(lambda: decode_snapshot(data, fingerprint=self.fingerprint), len(data))
         except trio.TooSlowError:
             return self._reject(ref, "fetch-timeout", f"no block within {self.cfg.fetch_timeout_s} s")
@@ -250,6 +298,7 @@ class Merger:
             log.warning("unexpected %s while fetching %s from %s", type(exc).__name__, ref.model_cid, ref.author,
                         exc_info=True)
             return self._reject(ref, "fetch-error", repr(exc))
+        self._failed.pop(ref.author, None)
         if self.on_fetched is not None:
             self.on_fetched(ref)
         self.fetch_latencies.append(time.monotonic() - t0)
@@ -264,10 +313,64 @@ class Merger:
             staleness_s=max(0.0, time.time() - ref.ts_ms / 1000), author=ref.author,
         )
 
+    def distrust(self, author: str, reason: str) -> None:
+        """Do not choose ``author``'s current snapshot again before a back-off (e.g. merging it diverged)."""
+        ref = self.view.latest(author)
+        if ref is not None:
+            self._reject(ref, reason, "distrusted after a merge")
+
     def _reject(self, ref: SnapshotRef, reason: str, detail: str) -> None:
+        """Count and log a snapshot that could not be used; back off from choosing it again."""
         self.metrics.rejected.labels(reason=reason).inc()
-        log.warning("snapshot %s of %s rejected (%s): %s", ref.model_cid, ref.author, reason, detail)
+        failed = self._failed.get(ref.author)
+        n = failed[2] + 1 if failed is not None and failed[0] == ref.entry_cid else 1
+        self._failed[ref.author] = (ref.entry_cid, time.monotonic() + min(MAX_RETRY_S, RETRY_S * 2 ** (n - 1)), n)
+        level = logging.INFO if reason.startswith("fetch") else logging.WARNING  # a neighbour gone is no news
+        log.log(level, "snapshot %s of %s rejected (%s): %s; not tried again for %.0f s", ref.model_cid, ref.author,
+                reason, detail, min(MAX_RETRY_S, RETRY_S * 2 ** (n - 1)))
         return None
+
+
+class DistanceBound:
+    """How far a neighbour's model may be from the local one before it is clipped.
+
+    The radius is the smaller of ``NORM_FACTOR`` times the local model's norm (two
+    independently initialised models of one architecture are about 1.4 norms apart,
+    so this never clips an honest peer, while a sign-flipped x10 model is 11 norms
+    away) and, once ``HISTORY_MIN`` merges have been seen, ``HISTORY_FACTOR`` times
+    the median distance of the contributions merged recently (the swarm's usual
+    spread, which a few hostile models cannot move). See :mod:`learnae.averaging.clipping`.
+    """
+
+    NORM_FACTOR = 2.0
+    HISTORY_FACTOR = 4.0
+    HISTORY_MIN = 8
+
+    def __init__(self, history: int = 64):
+        self.recent: deque[float] = deque(maxlen=history)
+        self.clipped = 0  # contributions clipped so far
+        self.clipped_last = 0  # in the last apply()
+
+    def radius(self, local: list[np.ndarray]) -> float:
+        from learnae.averaging.clipping import norm
+
+        r = self.NORM_FACTOR * norm(local)
+        if len(self.recent) >= self.HISTORY_MIN:
+            r = min(r, self.HISTORY_FACTOR * float(np.median(self.recent)))
+        return max(r, 1e-6)
+
+    def apply(self, local: list[np.ndarray], contributions: list) -> list:
+        """The contributions clipped to :meth:`radius`; their distances join the history."""
+        from learnae.averaging.clipping import clip, distances
+
+        radius = self.radius(local)
+        out, clipped = clip(local, contributions, radius)
+        self.recent.extend(min(d, radius) for d in distances(local, out) if np.isfinite(d))
+        self.clipped_last = sum(clipped)
+        self.clipped += self.clipped_last
+        if self.clipped_last:
+            log.info("clipped %d contribution(s) to %.3g from the local model", self.clipped_last, radius)
+        return out
 
 
 def accumulate_parents(held: list[Parent], new: list[Parent]) -> list[Parent]:

@@ -30,6 +30,9 @@ class PeerMetrics:
         self.steps = Counter("learnae_steps", "Local training steps taken", registry=r)
         self.samples = Counter("learnae_samples", "Samples trained on locally", registry=r)
         self.merges = Counter("learnae_merges", "Merges of neighbour snapshots", registry=r)
+        self.merges_skipped = Counter(
+            "learnae_merges_skipped", "Merges a robust rule skipped, keeping the local model (too few neighbours)",
+            registry=r)
         self.snapshots = Counter("learnae_snapshots_published", "Snapshots published", registry=r)
         self.bytes_in = Counter("learnae_bytes_received", "Block bytes fetched from other peers", registry=r)
         self.bytes_out = Counter("learnae_bytes_sent", "Block bytes served to other peers", registry=r)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import statistics
 import time
 from collections import deque
@@ -48,6 +49,7 @@ import numpy as np
 import trio
 
 from learnae.errors import LearnaeError, UserError
+from learnae.fsutil import prepare_dir
 from learnae.identity import Identity
 from learnae.ledger.schema import Parent
 from learnae.peer.blocks import LedgerBackedBlocks
@@ -67,6 +69,7 @@ LEAVE_BUDGET_S = 3.5  # a leave entry gets this long to be written and queued (C
 BOOTSTRAP_CHECK_S = 10.0  # at join: how long to wait to learn a bootstrap peer's swarm
 CATCH_UP_GRACE_S = 0.5  # at catch-up: after the first neighbour snapshot, wait this long for more
 GAP_FILL_S = 5.0  # how often held entries' missing history is fetched, at the latest
+JOIN_SYNC_S = 30.0  # at join: how long the ledger sync with the first peers may take
 KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
 GC_EVERY_PUBLISHES = 10  # drop merged neighbour snapshots from the block store this often
 
@@ -104,7 +107,7 @@ class PeerNode:
         self.swarm: str | None = None
         self.fingerprint: str | None = None
         self.names: list[str] = []  # snapshot tensor names, layer order (set by join)
-        self.gossip = self.discovery = None
+        self.gossip = self.discovery = self.replicator = None
         self.merger: Merger | None = None
         self.merges = 0
         self.published = 0
@@ -122,7 +125,7 @@ class PeerNode:
     # -- swarm membership ------------------------------------------------------------------
 
     async def join(self, specs, *, framework: str = "keras", shard=None,
-                   local_samples: int | None = None) -> str:
+                   local_samples: int | None = None, own_seq_at_least: int | None = None) -> str:
         """Enter the swarm of this model: its gossip topic, discovery, a ``join`` entry.
 
         Args:
@@ -135,16 +138,22 @@ class PeerNode:
                 None announces nothing (a Keras script's data stays its own).
             local_samples: this peer's training-set size, for the ``weighted`` rule;
                 None counts it as large as its median neighbour.
+            own_seq_at_least: the seq of this peer's newest own entry as recorded
+                elsewhere (a checkpoint). Before writing anything, the node syncs its
+                ledger with the swarm, taking back own entries its own.log lost; if
+                its chain still ends below this seq it refuses to go on rather than
+                sign a second entry at a seq it already published.
 
         Returns:
             The swarm id.
 
         Raises:
-            UserError: a bootstrap peer trains another model or swarm; or this node
-                already joined.
+            UserError: a bootstrap peer trains another model or swarm; this node
+                already joined; or its own chain is behind ``own_seq_at_least``.
         """
         from learnae.gossip import swarm_id
         from learnae.storage.snapshot import fingerprint as fingerprint_of
+        from learnae.storage.snapshot import snapshot_size_bound
 
         specs = [(str(n), tuple(int(d) for d in shape), str(t)) for n, shape, t in specs]
         fingerprint = fingerprint_of([s[0] for s in specs], [s[1] for s in specs], [s[2] for s in specs])
@@ -153,36 +162,62 @@ class PeerNode:
         swarm = swarm_id(self.cfg.swarm, fingerprint)
         self.merger = Merger(self.cfg, self.view, self.ledger, self.store, self.store.bitswap, self.metrics,
                              fingerprint=fingerprint, local_samples=local_samples or 1, policy=self.policy,
-                             on_fetched=lambda ref: self.routing.provide_soon(ref.model_cid))
+                             on_fetched=lambda ref: self.routing.provide_soon(ref.model_cid),
+                             max_snapshot_bytes=snapshot_size_bound(specs))
         self._median_samples = local_samples is None
         self.names = [s[0] for s in specs]
-        await self._nursery.start(self._session, swarm, fingerprint)
-        self.swarm, self.fingerprint = swarm, fingerprint
+        self.swarm, self.fingerprint = swarm, fingerprint  # the session's first sync already notes entries
+        try:
+            await self._nursery.start(self._session, swarm, fingerprint, own_seq_at_least)
+        except BaseException:
+            self.swarm = self.fingerprint = None
+            raise
         await self._announce(fingerprint, framework, shard)
         return swarm
 
-    async def _session(self, swarm: str, fingerprint: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Be a member of ``swarm`` until :meth:`leave`: gossip, discovery, consumers."""
+    async def _session(self, swarm: str, fingerprint: str, own_seq_at_least: int | None,
+                       task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Be a member of ``swarm`` until :meth:`leave`: gossip, discovery, ledger sync, consumers."""
+        from learnae.gossip import parse_peer_addr
         from learnae.gossip.announce import PublishParams, open_gossip
         from learnae.gossip.discovery import DiscoveryParams, open_discovery
+        from learnae.gossip.sync import serve_sync
+        from learnae.peer.replication import Replicator
 
         cfg = self.cfg
         params = DiscoveryParams(bootstrap=tuple(cfg.bootstrap), mdns=cfg.mdns, dht=cfg.dht)
         self._leaving, self._left = trio.Event(), trio.Event()
+        self.ledger.on_store = self._on_stored
         try:
-            async with open_gossip(self.host, swarm, chain_check=self.chain_check,
+            async with open_gossip(self.host, swarm, chain_check=self.chain_check, on_reject=self._count_rejected,
                                    publish=PublishParams(flush_timeout_s=1.5)) as gossip, \
                     open_discovery(self.host, swarm, params, dht=self.routing.dht, mdns=self.mdns) as discovery:
                 self.gossip, self.discovery = gossip, discovery
+                self.merger.connected_members = lambda: set(gossip.topic_peers())
                 since_ms = int((time.time() - self.view.max_age_s) * 1000)
                 for entry in self.ledger.entries(since_ms=since_ms):
                     if entry.swarm == swarm:
                         self.view.note_entry(entry)
+                serve_sync(self.host, self.ledger, swarm,
+                           on_twin=lambda cid: self._nursery.start_soon(self._fetch_twin, cid))
+                self.replicator = Replicator(self.host, self.ledger, swarm, members=self._connected_ids,
+                                             seed=cfg.seed)
                 if cfg.bootstrap:
                     await self._check_bootstrap_swarm(gossip, swarm, fingerprint)
+                # Before anything is written: the swarm's history, and any own entry this
+                # peer signed but lost (a damaged own.log, a restored backup).
+                self.ledger.recovering = True
+                try:
+                    with trio.move_on_after(JOIN_SYNC_S):
+                        bootstrap = [parse_peer_addr(a).peer_id.to_base58() for a in cfg.bootstrap]
+                        await self.replicator.sync_now(self.replicator.candidates(bootstrap))
+                finally:
+                    self.ledger.recovering = False
+                self._check_own_chain(own_seq_at_least)
                 async with trio.open_nursery() as tasks:
                     tasks.start_soon(self._consume)
                     tasks.start_soon(self._fill_gaps)
+                    tasks.start_soon(self.replicator.run)
                     task_status.started()
                     await self._leaving.wait()
                     with trio.move_on_after(LEAVE_BUDGET_S) as budget:
@@ -191,7 +226,32 @@ class PeerNode:
                     tasks.cancel_scope.cancel()
         finally:
             self.gossip = None
+            self.ledger.on_store = None
             self._left.set()
+
+    def _connected_ids(self) -> list[str]:
+        return [p.to_base58() for p in self.host.get_connected_peers()]
+
+    async def _fetch_twin(self, cid) -> None:
+        """A sync client holds another entry where we hold one: fetch it, keep the fork proof."""
+        with trio.move_on_after(self.cfg.fetch_timeout_s):
+            try:
+                data = await self.store.get_block(cid)
+            except LearnaeError as exc:
+                log.debug("could not fetch the twin entry %s: %s", cid, exc)
+                return
+            self.ledger.receive(data)
+
+    def _check_own_chain(self, own_seq_at_least: int | None) -> None:
+        """Refuse to sign on a chain that ends before what this peer already published."""
+        have = self.ledger.next_seq - 1
+        if own_seq_at_least is None or have >= own_seq_at_least:
+            return
+        raise UserError(
+            f"{self.cfg.data_dir}: this peer's ledger ends at seq {have}, but its checkpoint says it published "
+            f"up to seq {own_seq_at_least}; signing on would fork its own chain. Start it with --bootstrap of a "
+            "peer of its swarm (it takes its entries back from there), or restore the data dir's ledger/ folder "
+            "together with its checkpoint")
 
     async def _check_bootstrap_swarm(self, gossip, swarm: str, fingerprint: str) -> None:
         """Fail before the first entry when a bootstrap peer trains another model (or swarm name)."""
@@ -209,12 +269,17 @@ class PeerNode:
     async def _announce(self, fingerprint: str, framework: str, shard) -> None:
         from learnae.data.shards import encode_shard
         from learnae.gossip import full_addrs
+        from learnae.storage.unixfs import unixfs_cid
 
         await self._append("join", {"fingerprint": fingerprint, "framework": framework,
                                     "addrs": full_addrs(self.host)[:32]})
         if shard is None or any(True for _ in self.ledger.entries(author=self.peer_id, kind="shard")):
             return
-        shard_cid = await self.store.put(await trio.to_thread.run_sync(encode_shard, shard))
+        # The entry names the shard by its CID, but its samples are not put in the store: only
+        # weights leave a peer. (A shard fetched from a published manifest is in the store
+        # already, and served, because its owner published it on purpose.)
+        data = await trio.to_thread.run_sync(encode_shard, shard)
+        shard_cid = await trio.to_thread.run_sync(unixfs_cid, data)
         histogram = {str(label): n for label, n in enumerate(shard.class_histogram()) if n}
         await self._append("shard", {"shard": shard_cid, "samples": len(shard), "classes": histogram})
 
@@ -276,7 +341,9 @@ class PeerNode:
             # Let a few more announce, briefly: the swarm trains on meanwhile, and every
             # step it gains is a step this peer starts behind.
             await trio.sleep(min(CATCH_UP_GRACE_S, wait_s / 4))
-        refs = self.view.choose(max(2, self.cfg.merge_k), exclude=self.merger.excluded(), fresh_only=False)
+        k = max(2, self.cfg.merge_k)
+        refs = self.view.choose(k, exclude=self.merger.excluded(), fresh_only=False,
+                                prefer=set(self.topic_peers()), max_others=max(1, k // 3))
         contributions = await self.merger.fetch_all(refs, 0)
         if not contributions:
             log.info("catch-up: no neighbour snapshot arrived; starting from the model's own weights")
@@ -397,44 +464,60 @@ class PeerNode:
     # -- what arrives from the swarm ---------------------------------------------------------------
 
     def chain_check(self, entry) -> str | None:
-        """Gossip validator hook: the policy's and the ledger's verdict on an incoming entry."""
+        """Gossip validator hook: the policy's and the ledger's verdict on an incoming entry.
+
+        Returns None to deliver and forward it (stored, or a fork proof everyone should
+        see), ``IGNORE`` when it is no news or cannot be used yet (a duplicate; held
+        until its history arrives: then the ledger stores it and the view learns it),
+        else the reason to reject it.
+        """
+        from learnae.gossip.validate import IGNORE
         from learnae.ledger import Status
 
         if entry.author != self.peer_id and (lost := self.policy.drop(entry.author)) is not None:
             return lost  # an injected fault: the message never arrived (and is not forwarded)
         result = self.ledger.receive(entry)
+        if result.status is Status.REJECTED:
+            return result.reason or "rejected"  # counted by the validator's on_reject
         if result.status is Status.HELD:
             self._gaps.set()  # its history is missing: fetch it now
-        if result.status is Status.REJECTED:
-            self.metrics.rejected.labels(reason=result.reason or "rejected").inc()
-            return result.reason or "rejected"
+            return IGNORE
+        if result.status is Status.DUPLICATE:
+            return IGNORE
         if result.status is Status.FORK and entry.author not in self._fork_warned:
             self._fork_warned.add(entry.author)
             log.warning("fork: %s signed two entries with seq %d; its work is no longer merged",
                         entry.author, entry.seq)
-        return None
-
-    async def _consume(self) -> None:
-        async with trio.open_nursery() as late:
-            async for ann in self.gossip.announcements():
-                entry = ann.entry
-                if not self.policy.may_connect(entry.author):
-                    continue
-                delay = self.policy.delay_s(entry.author)
-                if delay > 0:  # an injected latency: the announcement arrives that much later
-                    late.start_soon(self._note_later, entry, ann.received_s, delay)
-                else:
-                    self._note(entry, ann.received_s)
-
-    async def _note_later(self, entry, received_s: float, delay: float) -> None:
-        await trio.sleep(delay)
-        self._note(entry, received_s + delay)
-
-    def _note(self, entry, received_s: float) -> None:
-        latency = max(0.0, received_s - entry.ts / 1000)
+        latency = max(0.0, time.time() - entry.ts / 1000)
         self.metrics.announce_latency.observe(latency)
         self.announce_latencies.append(latency)
-        if self.view.note_entry(entry) is not None:
+        return None
+
+    def _count_rejected(self, reason: str) -> None:
+        self.metrics.rejected.labels(reason=reason).inc()
+
+    def _on_stored(self, entry) -> None:
+        """The ledger stored another author's entry (gossip, a released held one, gap filling,
+        sync): the view learns it, as late as an injected latency says."""
+        if entry.swarm != self.swarm or not self.policy.may_connect(entry.author):
+            return
+        delay = self.policy.delay_s(entry.author)
+        if delay > 0 and self._nursery is not None:
+            self._nursery.start_soon(self._note_later, entry, delay)
+        else:
+            self._note(entry)
+
+    async def _consume(self) -> None:
+        """Drain the inbox: what it delivers was stored and noted in :meth:`chain_check`."""
+        async for _ in self.gossip.announcements():
+            pass
+
+    async def _note_later(self, entry, delay: float) -> None:
+        await trio.sleep(delay)
+        self._note(entry)
+
+    def _note(self, entry) -> None:
+        if self.view.note_entry(entry) is not None and self.merger is not None:
             self.merger.notify_fresh()
 
     def announce_latency_s(self) -> float | None:
@@ -492,8 +575,10 @@ async def open_peer_node(cfg: PeerConfig, *, policy: NetworkPolicy = NO_FAULTS) 
     from learnae.gossip.routing import ContentRouting, open_dht
     from learnae.ledger import Ledger
 
-    data_dir = cfg.data_dir.expanduser()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    existed = cfg.data_dir.expanduser().exists()
+    data_dir = prepare_dir(cfg.data_dir, what="--data-dir")  # unwritable: one line naming it, exit 2
+    if not existed or (data_dir / "identity.key").exists():
+        os.chmod(data_dir, 0o700)  # key, ledger, checkpoints, metrics: this user's business only
     with DataDirLock(data_dir):
         identity = Identity.load_or_create(data_dir)
         if cfg.storage == "kubo":

@@ -11,7 +11,8 @@ the line's keys, so the writer and the readers never drift apart::
      "snapshots": 84, "bytes_received": 5100000, "bytes_sent": 60000, "train_share": 0.71,
      "time_s": {"gather": 3.1, "train": 40.2, ...}, "ledger_seq": 90,
      "announce_latency_s": 0.04, "fetch_latency_s": 0.02, "rejected": 0, "forks": [],
-     "faults_dropped": 0}
+     "faults_dropped": 0, "ledger_authors": 4, "ledger_entries": 812, "ledger_gaps": 0,
+     "merges_skipped": 0}
 
 A value that was not measured (or is not finite) is ``null``. Reading is
 tolerant: a torn last line (``kill -9`` mid-write) or a line that is not a
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -64,8 +66,13 @@ class MetricsRecord:
     announce_latency_s: float | None = None  # median announcement delay
     fetch_latency_s: float | None = None  # median of the latest snapshot fetches
     rejected: int = 0  # announcements and snapshots rejected
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # reason -> count, e.g. bad-signature
     forks: tuple[str, ...] = ()  # authors the peer holds a fork proof of
     faults_dropped: int = 0  # announcements dropped by injected loss or a partition
+    ledger_authors: int = 0  # authors whose chains the ledger holds (this peer included)
+    ledger_entries: int = 0  # entries the ledger holds
+    ledger_gaps: int = 0  # missing entries that held entries wait for (0: every chain held is complete)
+    merges_skipped: int = 0  # merges a robust rule skipped for want of enough neighbours
     event: str | None = None  # None, "catch-up", "merge-1", "merge-2"
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +93,8 @@ class MetricsRecord:
                 value = {k: _finite(v) for k, v in value.items()}
             elif f.name == "forks":
                 value = list(value)
+            elif f.name == "rejected_by_reason":
+                value = dict(value)
             else:
                 value = _finite(value)
             out[f.name] = value
@@ -148,6 +157,12 @@ def _phases(v: Any) -> dict[str, float] | None:
     return {str(k): x for k, x in ((k, _float(x)) for k, x in v.items()) if x is not None}
 
 
+def _counts(v: Any) -> dict[str, int] | None:
+    if not isinstance(v, dict):
+        return None
+    return {str(k): x for k, x in ((k, _int(x)) for k, x in v.items()) if x is not None}
+
+
 def _ids(v: Any) -> tuple[str, ...] | None:
     if not isinstance(v, list):
         return None
@@ -155,7 +170,7 @@ def _ids(v: Any) -> tuple[str, ...] | None:
 
 
 _KINDS = {"float | None": _float, "int": _int, "int | None": _int, "str | None": _str,
-          "dict[str, float]": _phases, "tuple[str, ...]": _ids}
+          "dict[str, float]": _phases, "dict[str, int]": _counts, "tuple[str, ...]": _ids}
 _PARSERS = {f.name: _KINDS[f.type] for f in fields(MetricsRecord)}
 
 
@@ -202,7 +217,8 @@ def append_record(data_dir: Path, record: MetricsRecord) -> None:
     torn line, the last.
     """
     line = json.dumps(record.to_json(), allow_nan=False) + "\n"
-    with open(Path(data_dir) / METRICS_FILE, "a") as fh:
+    fd = os.open(Path(data_dir) / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as fh:
         fh.write(line)
 
 

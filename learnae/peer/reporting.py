@@ -110,8 +110,13 @@ class StatusReporter:
             announce_latency_s=p.announce_latency_s(),
             fetch_latency_s=statistics.median(latencies) if latencies else None,
             rejected=_total(p.metrics.rejected),
+            rejected_by_reason=_by_label(p.metrics.rejected, "reason"),
             forks=tuple(sorted({proof.author for proof in p.ledger.fork_proofs()})),
             faults_dropped=getattr(p.policy, "dropped", 0),
+            ledger_authors=len(p.ledger.chain_heads()),
+            ledger_entries=len(p.ledger),
+            ledger_gaps=p.ledger.gaps(),
+            merges_skipped=p.merger.skipped if p.merger is not None else 0,
             event=event,
         )
 
@@ -129,13 +134,34 @@ class StatusReporter:
         merge = "never"
         if p.last_merge is not None:
             merge = f"{time.time() - p.last_merge[0]:.1f}s ago ({p.last_merge[1]} parents)"
+        if loop.trainer.step == 0:  # nothing trained yet: say what the peer waits for, not "loss nan"
+            self.console.print(f"[bold]step 0[/] waiting to start (members {len(p.members())}, "
+                               f"peers {p.connected()}, min-peers {loop.cfg.min_peers})")
+            return
+        test = r.get("test_accuracy", math.nan)
+        held_out = f"test {test:.3f} (held-out, all classes)" if test == test else \
+            f"val {r.get('val_accuracy', math.nan):.3f} (own data)"
         self.console.print(
-            f"[bold]step {loop.trainer.step}[/] loss {loop.last['loss']:.3f} acc {loop.last['accuracy']:.3f} "
-            f"val {r.get('val_accuracy', math.nan):.3f} peers {p.connected()} "
+            f"[bold]step {loop.trainer.step}[/] loss {loop.last['loss']:.3f} {held_out} peers {p.connected()} "
             f"merges {p.merges} last merge {merge}"
         )
+
+    def print_summary(self, reason: str) -> None:
+        """The last line a peer prints: what it did, how good its model is, where its data is."""
+        loop, p = self.loop, self.loop.node
+        test = self.latest.get("test_accuracy", math.nan)
+        accuracy = f"held-out test accuracy {test:.3f}" if test == test else \
+            f"validation accuracy {self.latest.get('val_accuracy', math.nan):.3f} (own data)"
+        self.console.print(f"[bold]stopped ({reason})[/]: {loop.trainer.step} steps, {p.merges} merges, "
+                           f"{p.published} snapshots, {accuracy}; data dir {loop.cfg.data_dir}")
 
 
 def _total(counter) -> int:
     """A labelled Prometheus counter summed over its labels."""
     return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+
+
+def _by_label(counter, label: str) -> dict[str, int]:
+    """A labelled Prometheus counter as ``{label value: count}``."""
+    return {s.labels[label]: int(s.value) for m in counter.collect() for s in m.samples
+            if s.name.endswith("_total") and s.value}

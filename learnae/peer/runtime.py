@@ -28,9 +28,12 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import signal
+import sys
 import time
 
+import numpy as np
 import trio
 
 from learnae.data.datasets import load_dataset, parse_dataset_spec
@@ -60,25 +63,75 @@ def run_peer(cfg: PeerConfig) -> None:
     trio.run(_run, cfg)
 
 
+class Interrupts:
+    """SIGINT/SIGTERM at any moment of a peer's life end it gracefully, never with a traceback.
+
+    Work that a signal should stop runs inside :meth:`scope`: starting up (loading
+    TensorFlow, opening the node, joining) stops at once, training stops at the next
+    step and the peer leaves the swarm. Once leaving has begun, further signals are
+    ignored: the leave entry and the last checkpoint are written within their budget.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # "interrupted" (SIGINT) or "terminated" (SIGTERM)
+        self._scopes: list[trio.CancelScope] = []
+
+    def scope(self) -> trio.CancelScope:
+        """A cancel scope the next signal cancels (at once, if one came already)."""
+        cs = trio.CancelScope()
+        if self.reason is not None:
+            cs.cancel()
+        self._scopes.append(cs)
+        return cs
+
+    async def watch(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self.reason is None:
+                    self.reason = "interrupted" if signum == signal.SIGINT else "terminated"
+                    log.warning("%s: leaving the swarm", signal.Signals(signum).name)
+                for cs in self._scopes:
+                    cs.cancel()
+
+
 async def _run(cfg: PeerConfig) -> None:
+    interrupts = Interrupts()
+    async with trio.open_nursery() as watcher:
+        await watcher.start(interrupts.watch)  # from here on a signal never raises KeyboardInterrupt
+        try:
+            await _serve(cfg, interrupts)
+        finally:
+            watcher.cancel_scope.cancel()
+
+
+async def _serve(cfg: PeerConfig, interrupts: Interrupts) -> None:
     # Cheap checks of the user's input first: a typo costs no TensorFlow import.
     from_network = parse_dataset_spec(cfg.dataset).kind == "cid"
     if not from_network:
         shard, test = cut_shard(cfg, load_dataset(cfg.dataset))
     check_model_spec(cfg.model)
     policy = Faults(cfg.faults, seed=cfg.seed) if cfg.faults else NO_FAULTS  # a bad file is the user's error
-    work = None if from_network else await trio.to_thread.run_sync(prepare_workload, cfg, shard, test)
+    work = None
+    with interrupts.scope():
+        if not from_network:
+            work = await trio.to_thread.run_sync(prepare_workload, cfg, shard, test, abandon_on_cancel=True)
+    if interrupts.reason is not None:
+        return  # stopped while loading: nothing was written, nothing to leave
     async with open_peer_node(cfg, policy=policy) as node:
         print(node.addr, flush=True)
+        with interrupts.scope():
+            if work is None:
+                work = await _fetch_workload(cfg, node)
         if work is None:
-            work = await _fetch_workload(cfg, node)
+            return
         resumed = _resume(cfg, work)
-        await TrainingLoop(cfg, node, work, resumed=resumed).run()
+        await TrainingLoop(cfg, node, work, resumed=resumed, interrupts=interrupts).run()
 
 
 async def _fetch_workload(cfg: PeerConfig, node: PeerNode) -> Workload:
     """``--dataset <CID>``: fetch this peer's shard from the bootstrap peers, then build the model."""
-    from learnae.data.manifest import fetch_dataset
+    from learnae.data.manifest import fetch_dataset, fetch_test
     from learnae.gossip import connect
     from learnae.storage.cid import parse_cid
 
@@ -92,11 +145,12 @@ async def _fetch_workload(cfg: PeerConfig, node: PeerNode) -> Workload:
         with trio.fail_after(limit_s):
             shard = await fetch_dataset(node.store, parse_cid(cfg.dataset), cfg.shard,
                                         partition=cfg.partition, seed=cfg.seed)
+            test = await fetch_test(node.store, parse_cid(cfg.dataset))  # None: the manifest has no test split
     except (trio.TooSlowError, KeyError, FetchError) as exc:
         raise FetchError(f"--dataset {cfg.dataset}: no peer delivered it within {limit_s:.0f} s; pass --bootstrap "
                          "of a peer that has it (e.g. one running `learnae ipfs serve`)") from exc
     log.info("fetched %d samples of dataset %s", len(shard), cfg.dataset)
-    return await trio.to_thread.run_sync(prepare_workload, cfg, shard)
+    return await trio.to_thread.run_sync(prepare_workload, cfg, shard, test)
 
 
 def _resume(cfg: PeerConfig, work: Workload) -> Checkpoint | None:
@@ -113,6 +167,7 @@ def _resume(cfg: PeerConfig, work: Workload) -> Checkpoint | None:
     work.trainer.set_optimizer_state(ckpt.optimizer)
     work.trainer.set_progress(ckpt.extra.get("progress") or {"step": ckpt.step, "samples": ckpt.samples})
     log.info("resumed from checkpoint at step %d", ckpt.step)
+    print(f"resumed from the checkpoint of step {ckpt.step} in {cfg.data_dir}", file=sys.stderr, flush=True)
     return ckpt
 
 
@@ -126,17 +181,19 @@ class TrainingLoop:
         resumed: the checkpoint this run resumed from, if any (no catch-up then).
     """
 
-    def __init__(self, cfg: PeerConfig, node: PeerNode, work: Workload, *, resumed: Checkpoint | None = None):
+    def __init__(self, cfg: PeerConfig, node: PeerNode, work: Workload, *, resumed: Checkpoint | None = None,
+                 interrupts: Interrupts | None = None):
         self.cfg, self.node, self.work = cfg, node, work
+        self.interrupts = interrupts or Interrupts()
         self.trainer = work.trainer
         self.resumed = resumed
         self.last = {"loss": float("nan"), "accuracy": float("nan")}
-        self._work_scope: trio.CancelScope | None = None
         self._background: trio.Nursery | None = None  # for merges and publishes
         self._merge_pending = False  # a background fetch is running or its result awaits merging
         self._fetched: tuple | None = None  # (refs, contributions, anchor weights, step) to merge
         self._fetch_done = trio.Event()  # set when the background fetch has ended
         self._publishing: trio.Event | None = None  # set when the publish in flight is done
+        self._good: tuple | None = None  # (weights, optimizer state, parents) before the latest merge
         self.leave_reason = "stopped"
         self.reporter = StatusReporter(self)
 
@@ -146,14 +203,18 @@ class TrainingLoop:
         node = self.node
         if self.cfg.metrics_port:
             node.metrics.serve(self.cfg.metrics_port)
-        await node.join(self.trainer.tensor_specs(), framework="keras", shard=self.work.source,
-                        local_samples=len(self.work.source))
+        with self.interrupts.scope():
+            await node.join(self.trainer.tensor_specs(), framework="keras", shard=self.work.source,
+                            local_samples=len(self.work.source),
+                            own_seq_at_least=self.resumed.ledger_seq if self.resumed is not None else None)
+        if node.swarm is None:
+            return  # interrupted while joining: open_peer_node leaves on the way out
         async with trio.open_nursery() as nursery:
             self._background = nursery
             nursery.start_soon(self.reporter.run)
-            with trio.CancelScope() as self._work_scope:
-                nursery.start_soon(self._watch_signals)
+            with self.interrupts.scope():
                 await self._work()
+            self.leave_reason = self.interrupts.reason or self.leave_reason
             with trio.move_on_after(LEAVE_BUDGET_S) as budget:
                 budget.shield = True
                 await self._publish_done()
@@ -163,16 +224,8 @@ class TrainingLoop:
                 final.shield = True
                 await self.reporter.evaluate()  # the last record describes the final model
             self.reporter.write_record()
+            self.reporter.print_summary(self.leave_reason)
             nursery.cancel_scope.cancel()
-
-    async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                self.leave_reason = "interrupted" if signum == signal.SIGINT else "terminated"
-                log.warning("%s: leaving the swarm", signal.Signals(signum).name)
-                if self._work_scope is not None:
-                    self._work_scope.cancel()
-                return
 
     # -- the training loop -----------------------------------------------------------------
 
@@ -199,6 +252,9 @@ class TrainingLoop:
             spent = time.perf_counter() - t0
             if node.policy.slow > 1:  # an injected slowdown: a slower machine, as the scenario says
                 await trio.sleep((node.policy.slow - 1) * spent)
+            if not math.isfinite(result.loss):  # diverged: never let NaN reach a merge, a snapshot, a checkpoint
+                await self._roll_back(result.loss)
+                continue
             self.last = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
             node.metrics.steps.inc(n)
             node.metrics.samples.inc(result.samples)
@@ -242,8 +298,9 @@ class TrainingLoop:
                     break
                 with trio.move_on_after(1.0):  # also re-check when nothing new arrives: a fork or a leave
                     await merger.wait_fresh()  # found meanwhile can end the wait as well
-        excluded = merger.excluded()
-        refs = [r for a in view.authors() if (r := view.latest(a)) is not None and a not in excluded]
+        authors = view.authors()  # every final snapshot, strangers' capped as at every merge
+        refs = view.choose(len(authors), exclude=merger.excluded(), fresh_only=False,
+                           prefer=merger.connected_members(), max_others=max(1, self.cfg.merge_k // 3))
         if refs:
             step = self.trainer.step
             await self._adopt(await node.combine(self.trainer.get_weights(), refs, await node.fetch(refs, step), step))
@@ -296,13 +353,48 @@ class TrainingLoop:
         await self._adopt(merged)
 
     async def _adopt(self, merged: Merged | None) -> None:
-        """Take a merge's weights (the node has recorded its parents)."""
+        """Take a merge's weights (the node has recorded its parents).
+
+        The weights and optimizer state before the merge are kept, with the merge's
+        parents, until the next merge: if training diverges meanwhile, the peer rolls
+        back to them and distrusts the neighbours it merged (:meth:`_roll_back`).
+        """
         if merged is None:
             return
+        self._good = (self.trainer.get_weights(), self.trainer.get_optimizer_state(),
+                      [p.entry for p in merged.parents])
         self.trainer.set_weights(merged.weights)
         self.trainer.on_weights_replaced()
         if self.node.merges <= 2:  # how a (re)joining peer starts out is worth a record of its own
             await self.reporter.mark(f"merge-{self.node.merges}")
+
+    async def _roll_back(self, loss: float) -> None:
+        """Training produced a non-finite loss: go back to the last good model.
+
+        The last good model is the one before the latest merge (a poisoned neighbour
+        is the usual cause), whose authors are not merged again for a while; with no
+        merge to blame, the last checkpoint. The steps since are lost, the peer lives.
+        """
+        node = self.node
+        node.metrics.rejected.labels(reason="diverged").inc()
+        self._merge_pending, self._fetched = False, None
+        if self._good is not None:
+            weights, optimizer, parents = self._good
+            self._good = None
+            authors = {e.author for cid in parents if (e := node.ledger.entry(cid)) is not None}
+            for author in authors:
+                node.merger.distrust(author, "diverged")
+            log.warning("training diverged (loss %s) after merging %s; rolled back to the model before that merge",
+                        loss, ", ".join(sorted(authors)) or "nobody")
+        else:
+            ckpt = await trio.to_thread.run_sync(load_checkpoint, self.cfg.data_dir.expanduser())
+            if ckpt is None:
+                raise ServiceError(f"training diverged (loss {loss}) with no earlier model to return to; "
+                                   f"lower --learning-rate (now {self.cfg.learning_rate})")
+            weights, optimizer = ckpt.weights, ckpt.optimizer
+            log.warning("training diverged (loss %s); rolled back to the checkpoint of step %d", loss, ckpt.step)
+        self.trainer.set_weights(weights)
+        self.trainer.set_optimizer_state(optimizer)
 
     # -- publishing and checkpoints -------------------------------------------------------------
 
@@ -325,6 +417,8 @@ class TrainingLoop:
         async def publish() -> None:
             try:
                 await self.node.publish(weights, step=step, samples=samples, metrics=metrics)
+            except ValueError as exc:  # e.g. non-finite weights: never published, the peer trains on
+                log.warning("snapshot of step %d not published: %s", step, exc)
             finally:
                 self._publishing = None
                 done.set()
@@ -341,8 +435,12 @@ class TrainingLoop:
 
     async def _checkpoint(self) -> None:
         ledger = self.node.ledger
+        weights = self.trainer.get_weights()
+        if not all(np.all(np.isfinite(w)) for w in weights if w.dtype.kind == "f"):
+            log.warning("checkpoint of step %d skipped: the weights are not finite", self.trainer.step)
+            return  # a NaN checkpoint would make every restart die too
         ckpt = Checkpoint(
-            step=self.trainer.step, samples=self.trainer.samples, weights=self.trainer.get_weights(),
+            step=self.trainer.step, samples=self.trainer.samples, weights=weights,
             optimizer=self.trainer.get_optimizer_state(),
             ledger_seq=ledger.next_seq - 1,
             ledger_head=str(ledger.head) if ledger.head is not None else None,

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ class PeerStatus:
     peers: int | None  # connected peers at the newest record
     merges: int | None  # merges done at the newest record
     last_update: float | None  # unix s of the newest record (None: no record yet)
+    ledger_authors: int | None  # authors whose chains the ledger held at the newest record
+    ledger_entries: int | None  # entries it held
+    ledger_gaps: int | None  # missing entries held ones waited for (0: complete)
+    rejected: dict[str, int] | None  # remote data rejected, by reason, at the newest record
+    state: str  # "running", "left (<reason>)", "stopped without leaving (crashed or killed)", "never ran"
+    test_accuracy: float | None  # accuracy on the held-out test split (all classes), 0-1
+    last_update_age_s: float | None  # seconds since the newest record
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object ``learnae peer status --format json`` prints (keys in field order)."""
@@ -70,4 +78,31 @@ def read_status(data_dir: Path) -> PeerStatus:
         peers=rec.peers if rec else None,
         merges=rec.merges if rec else None,
         last_update=rec.time if rec else None,
+        ledger_authors=rec.ledger_authors if rec else None,
+        ledger_entries=rec.ledger_entries if rec else None,
+        ledger_gaps=rec.ledger_gaps if rec else None,
+        rejected=dict(rec.rejected_by_reason) if rec else None,
+        state=_state(data_dir, running=pid is not None),
+        test_accuracy=rec.test_accuracy if rec else None,
+        last_update_age_s=round(time.time() - rec.time, 1) if rec and rec.time else None,
     )
+
+
+def _state(data_dir: Path, *, running: bool) -> str:
+    """Running, left cleanly (the last own ledger entry is a leave), or stopped without leaving."""
+    if running:
+        return "running"
+    from learnae.identity import KEY_FILE, Identity
+    from learnae.ledger import Ledger
+
+    if not (data_dir / KEY_FILE).exists() or not (data_dir / "ledger").is_dir():
+        return "never ran"
+    try:
+        author = Identity.load(data_dir / KEY_FILE).peer_id
+        with Ledger.open(data_dir, readonly=True) as led:
+            own = led.entries(author=author)
+    except Exception:  # noqa: BLE001 - a status line must not fail on a damaged data dir
+        return "unknown (the ledger cannot be read: run `learnae ledger verify`)"
+    if own and own[-1].kind == "leave":
+        return f"left ({own[-1].body.get('reason', '?')})"
+    return "stopped without leaving (crashed or killed)" if own else "never ran"

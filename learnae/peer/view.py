@@ -86,13 +86,19 @@ class SwarmView:
         """Authors with a known snapshot (left peers excluded)."""
         return [a for a in self._latest if a not in self._gone]
 
-    def choose(self, k: int, *, exclude=frozenset(), fresh_only: bool = True) -> list[SnapshotRef]:
+    def choose(self, k: int, *, exclude=frozenset(), fresh_only: bool = True, prefer=None,
+               max_others: int | None = None) -> list[SnapshotRef]:
         """Pick up to ``k`` snapshots of distinct authors to merge next.
 
         Args:
             k: how many at most.
             exclude: authors not to pick (e.g. forked ones).
             fresh_only: skip snapshots already merged from that author.
+            prefer: authors to pick first (the directly connected peers); None: no preference.
+            max_others: with ``prefer``, at most this many authors outside it. Identities cost
+                nothing to make and one connection can relay entries of hundreds of them; a
+                direct connection costs the author a host of its own, so strangers never fill
+                a panel.
         """
         now_ms = time.time() * 1000
         pool = [
@@ -102,7 +108,11 @@ class SwarmView:
             and not (fresh_only and self._merged.get(author) == ref.entry_cid)
         ]
         self._rng.shuffle(pool)
-        return pool[:k]
+        if prefer is None:
+            return pool[:k]
+        first = [r for r in pool if r.author in prefer]
+        others = [r for r in pool if r.author not in prefer][: k if max_others is None else max_others]
+        return (first + others)[:k]
 
     def mark_merged(self, ref: SnapshotRef) -> None:
         self._merged[ref.author] = ref.entry_cid

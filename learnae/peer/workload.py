@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learnae.data.datasets import Dataset, split_dataset
-from learnae.data.shards import select_shard, split_local_shard
+from learnae.data.datasets import Dataset
+from learnae.data.shards import prepare_peer_data, split_local_shard
 from learnae.peer.config import PeerConfig
 
 __all__ = ["Workload", "prepare_workload", "cut_shard", "VALIDATION_SHARE"]
@@ -54,8 +54,8 @@ def cut_shard(cfg: PeerConfig, dataset: Dataset) -> tuple[Dataset, Dataset]:
     Raises:
         UserError: a bad shard or partition.
     """
-    splits = split_dataset(dataset, seed=cfg.seed)
-    return select_shard(splits.train, cfg.shard, partition=cfg.partition, seed=cfg.seed), splits.test
+    parts = prepare_peer_data(cfg.dataset, cfg.shard, partition=cfg.partition, seed=cfg.seed, dataset=dataset)
+    return parts.train, parts.test
 
 
 def prepare_workload(cfg: PeerConfig, shard: Dataset, test: Dataset | None = None) -> Workload:

@@ -74,3 +74,68 @@ def test_kill_9_mid_save_always_leaves_a_whole_checkpoint(tmp_path):
     assert last_step > 0
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != CHECKPOINT_FILE]
     assert all(name.endswith(".tmp") for name in leftovers)
+
+
+def _checkpoint_bytes(meta_edit=None, **tensors) -> bytes:
+    """What save_checkpoint writes for one weight and one optimizer tensor, with its metadata edited."""
+    import json
+
+    from safetensors.numpy import save
+
+    meta = {"format": "learnae-checkpoint/1", "step": 3, "samples": 96, "n_weights": 1, "n_optimizer": 1,
+            "ledger_seq": 2, "ledger_head": "bafyreihead", "extra": {}}
+    if meta_edit is not None:
+        meta_edit(meta)
+    arrays = {"w/0000": np.ones(4, np.float32), "o/0000": np.zeros(4, np.float32), **tensors}
+    return save(arrays, metadata={"learnae": json.dumps(meta)})
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", ["w/0000", "o/0000"])
+def test_a_checkpoint_with_nan_or_inf_is_refused(tmp_path, name, value):
+    bad = np.ones(4, np.float32)
+    bad[2] = value
+    (tmp_path / CHECKPOINT_FILE).write_bytes(_checkpoint_bytes(**{name: bad}))
+    with pytest.raises(StoreError, match="NaN or infinite") as info:
+        load_checkpoint(tmp_path)
+    assert str(tmp_path / CHECKPOINT_FILE) in str(info.value) and "move it away" in str(info.value)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.pop("step"),  # a KeyError after the checks before
+    lambda m: m.pop("ledger_head") and m.pop("ledger_seq"),
+    lambda m: m.update(step=float("inf")),  # an OverflowError before
+    lambda m: m.update(step="3"),
+    lambda m: m.update(samples=-1),
+    lambda m: m.update(n_weights=10**12),
+    lambda m: m.update(n_weights=True),
+    lambda m: m.update(ledger_head=7),
+    lambda m: m.update(ledger_seq=-2),
+    lambda m: m.update(extra=[1, 2]),
+    lambda m: m.update(extra=[[1, 2, 3]]),
+    lambda m: m.update(format="learnae-checkpoint/9"),
+])
+def test_damaged_metadata_is_a_store_error(tmp_path, edit):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(_checkpoint_bytes(edit))
+    with pytest.raises(StoreError, match="damaged checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"\x05\0\0\0\0\0\0\0[1,2]",
+    b"\x02\0\0\0\0\0\0\0[]",
+    b"\x0e\0\0\0\0\0\0\0" + b'{"__metadata__"'[:14],
+    len(b'{"__metadata__":[1]}').to_bytes(8, "little") + b'{"__metadata__":[1]}',
+    (200_000).to_bytes(8, "little") + b"[" * 100_000 + b"]" * 100_000,
+])
+def test_garbage_is_a_store_error(tmp_path, raw):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(raw)
+    with pytest.raises(StoreError, match="damaged checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_directory_in_place_of_the_checkpoint_is_a_store_error(tmp_path):
+    (tmp_path / CHECKPOINT_FILE).mkdir()
+    with pytest.raises(StoreError, match="cannot read the checkpoint"):
+        load_checkpoint(tmp_path)

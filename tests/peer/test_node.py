@@ -19,33 +19,9 @@ import trio
 from learnae.errors import FetchError
 from learnae.identity import Identity
 from learnae.ledger import Ledger
-from learnae.peer.config import load_config
-from learnae.peer.node import open_peer_node
 from learnae.storage.snapshot import decode_snapshot
-from tests.netns import namespaces, netns_pair_fixture  # noqa: F401 - the netns_pair fixture
-
-SPECS = [("000/dense/kernel", (16, 8), "float32"), ("001/dense/bias", (8,), "float32")]
-
-
-def config(data_dir, *, bootstrap=()):
-    cfg, _ = load_config({"data_dir": data_dir, "listen": "/ip4/127.0.0.1/tcp/0", "bootstrap": list(bootstrap),
-                          "merge_wait_s": 0, "catch_up_s": 0, "fetch_timeout_s": 10}, env={})
-    return cfg
-
-
-async def eventually(predicate, what: str, timeout_s: float = 30.0) -> None:
-    with trio.move_on_after(timeout_s):
-        while not predicate():
-            await trio.sleep(0.05)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def node_task(cfg, stop: trio.Event, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Open a node in a task of its own (trio contexts nest per task) until ``stop`` is set."""
-    async with open_peer_node(cfg) as node:
-        task_status.started(node)
-        await stop.wait()
+from tests.netns import netns_pair_fixture  # noqa: F401 - the netns_pair fixture
+from tests.peer.nodes import SPECS, config, eventually, node_task
 
 
 async def test_a_snapshot_whose_author_is_gone_is_fetched_from_a_holder_the_dht_names(tmp_path):

@@ -53,6 +53,7 @@ def test_npz_without_labels_names_the_file(tmp_path):
     assert proc.returncode == 2 and str(path) in error_line(proc)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     data_dir = tmp_path / "peer"
     save_checkpoint(data_dir, Checkpoint(step=5, samples=160, weights=[np.zeros(3, np.float32)],
@@ -63,6 +64,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     assert "another model" in line and "--data-dir" in line
 
 
+@pytest.mark.slow
 def test_data_dir_in_use_is_refused(tmp_path):
     data_dir = tmp_path / "peer"
     with DataDirLock(data_dir):

@@ -20,6 +20,7 @@ from learnae.ledger import Ledger
 from learnae.peer.checkpoint import load_checkpoint
 from learnae.peer.reporting import PHASES
 from learnae.scenario.process import PeerProcess, start_swarm
+from tests.peer.nodes import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +31,6 @@ def kill_all(peers):
     for p in peers:
         if p.alive:
             p.kill()
-
-
-def wait_until(predicate, timeout_s=300.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def verify_ledger(data_dir) -> subprocess.CompletedProcess:
