@@ -85,17 +85,58 @@ def test_config_show_reports_values_and_sources(learnae_cli, learnae_home):
     learnae_home.mkdir()
     (learnae_home / "config.toml").write_text("merge_k = 4\n")
     env = {**os.environ, "LEARNAE_RULE": "median"}
-    proc = subprocess.run([*learnae_cli, "config", "show", "--format", "json", "--merge-every", "3"],
-                          capture_output=True, env=env)
-    # config show takes no tuning flags: that is a usage error, one line, exit 2.
-    assert_one_line_error(proc, 2, "--merge-every")
-    proc = subprocess.run([*learnae_cli, "config", "show", "--format", "json"], capture_output=True, env=env)
+    # config show takes every setting flag of `peer start`, so the `flag --x` source can be seen
+    proc = subprocess.run([*learnae_cli, "config", "show", "--format", "json", "--merge-every", "3",
+                           "--bootstrap", "/ip4/127.0.0.1/tcp/4010/p2p/12D3KooWFpVy5g2qfmLKTcSvnK1nDijrshbDCbimmy8m2QW6P3i5",
+                           "--no-dht"], capture_output=True, env=env)
     assert proc.returncode == 0, proc.stderr
     rows = {r["key"]: r for r in json.loads(proc.stdout)}
+    assert rows["merge_every"] == {**rows["merge_every"], "value": 3, "source": "flag --merge-every"}
+    assert rows["dht"]["value"] is False and rows["dht"]["source"] == "flag --dht"
+    assert len(rows["bootstrap"]["value"]) == 1 and rows["bootstrap"]["source"] == "flag --bootstrap"
     assert rows["merge_k"]["value"] == 4 and rows["merge_k"]["source"].startswith("file ")
     assert rows["rule"] == {**rows["rule"], "value": "median", "source": "env LEARNAE_RULE"}
     assert rows["data_dir"]["source"] == "env LEARNAE_HOME"
     assert all(r["unit"] for r in rows.values())
+    # a bad flag value is the same one-line error as in `peer start`
+    assert_one_line_error(subprocess.run([*learnae_cli, "config", "show", "--merge-every", "-1"],
+                                         capture_output=True, env=env), 2, "merge_every", "flag --merge-every")
+
+
+def test_peer_start_print_config_shows_the_settings_and_starts_nothing(learnae_cli, learnae_home):
+    proc = run(learnae_cli, "peer", "start", "--print-config", "--rule", "krum", "--data-dir",
+               str(learnae_home / "never"))
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.decode().splitlines()}
+    assert "krum" in lines["rule"] and lines["rule"].endswith("flag --rule")
+    assert lines["merge_every"].endswith("default") and set(lines) >= {"listen", "faults", "data_dir"}
+    assert not (learnae_home / "never").exists()  # printing created no data dir, opened no port
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--listen", "/ip4/127.0.0.1/tcp/99999"], ["listen", "99999", "0-65535"]),
+    (["--bootstrap", "/ip4/127.0.0.1/tcp/70000/p2p/12D3KooWFpVy5g2qfmLKTcSvnK1nDijrshbDCbimmy8m2QW6P3i5"],
+     ["bootstrap", "70000"]),
+    (["--faults", "nope.json"], ["faults", "nope.json", "no such file"]),
+])
+def test_peer_start_rejects_bad_input_before_tensorflow_loads(learnae_cli, learnae_home, tmp_path, args, needles):
+    # A TensorFlow import alone takes seconds: here any import of it (or of keras) fails loudly
+    for name in ("tensorflow", "keras"):
+        (tmp_path / "trap" / name).mkdir(parents=True)
+        (tmp_path / "trap" / name / "__init__.py").write_text(f"raise SystemExit('{name} was imported')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "trap")}
+    proc = subprocess.run([*learnae_cli, "peer", "start", "--data-dir", str(learnae_home), *args],
+                          capture_output=True, env=env, timeout=120)
+    assert_one_line_error(proc, 2, *needles)
+
+
+def test_peer_eval_checks_from_before_anything_else(learnae_cli, learnae_home):
+    proc = run(learnae_cli, "peer", "eval", "--model-cid", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq",
+               "--from", "garbage")
+    assert_one_line_error(proc, 2, "--from", "'garbage'", "/p2p/")
+    proc = run(learnae_cli, "peer", "eval", "--model-cid", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq")
+    assert_one_line_error(proc, 1, "is not in", "--from")
+    assert not learnae_home.exists()  # a failed read creates no data dir
 
 
 def test_bad_config_value_is_exit_2_naming_the_key(learnae_cli, learnae_home):

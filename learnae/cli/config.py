@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from learnae.cli.common import data_dir_option, emit_json, format_option
-from learnae.peer.config import config_fields, load_config
+from learnae.cli.common import config_options, echo_settings, format_option
+from learnae.peer.config import load_config
 
 __all__ = ["group"]
 
@@ -18,28 +18,17 @@ def group() -> None:
 
 
 @group.command("show")
-@data_dir_option
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file to read instead of <data-dir>/config.toml.")
+@config_options
 @format_option
-def show(data_dir: Path | None, config_file: Path | None, fmt: str) -> None:
-    """Print every setting in effect, its unit and where its value came from."""
-    cfg, sources = load_config({"data_dir": data_dir}, config_file=config_file)
-    rows = []
-    for f in config_fields():
-        value = getattr(cfg, f.name)
-        rows.append({
-            "key": f.name,
-            "value": str(value) if isinstance(value, Path) else value,
-            "unit": f.metadata["unit"],
-            "source": sources[f.name],
-            "help": f.metadata["help"],
-        })
-    if fmt == "json":
-        emit_json(rows)
-        return
-    width = max(len(r["key"]) for r in rows)
-    for r in rows:
-        value = r["value"]
-        shown = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) else value
-        click.echo(f"{r['key']:<{width}}  {shown!s:<24} {r['unit']:<10} {r['source']}")
+def show(config_file: Path | None, fmt: str, **flags) -> None:
+    """Print every setting in effect, its unit and where its value came from.
+
+    Takes every flag `learnae peer start` takes, so the settings a start would
+    use, and which of them a flag sets, can be checked before starting.
+
+    \b
+    Example:
+      learnae config show --data-dir a --merge-every 8     # merge_every ... flag --merge-every
+    """
+    cfg, sources = load_config(flags, config_file=config_file)
+    echo_settings(cfg, sources, fmt)

@@ -18,8 +18,10 @@ from pathlib import Path
 import click
 import trio
 
-from learnae.cli.common import data_dir_option, emit_json, format_option, resolve_data_dir
+from learnae.cli.common import (data_dir_option, emit_json, format_option, prepare_data_dir, reading_store,
+                                resolve_data_dir)
 from learnae.errors import FetchError, UserError
+from learnae.fsutil import prepare_output
 from learnae.peer.config import load_config
 from learnae.peer.exchange import check_peer_addrs, open_block_exchange
 from learnae.storage.cid import parse_cid
@@ -30,7 +32,8 @@ __all__ = ["group"]
 
 
 def _store(data_dir: Path | None) -> Store:
-    cfg, _ = load_config(cli={"data_dir": resolve_data_dir(data_dir)})
+    """The store of a command that writes to it: the data dir is created (and checked) first."""
+    cfg, _ = load_config(cli={"data_dir": prepare_data_dir(data_dir)})
     return open_store(cfg)
 
 
@@ -70,9 +73,8 @@ async def _fetch_with_bitswap(store: EmbeddedStore, cid, peers: tuple[str, ...],
                f"{', '.join(stats.providers) or 'nobody (all local)'} in {stats.elapsed_s:.2f} s", err=True)
 
 
-def _embedded_with_peers(data_dir, peers: tuple[str, ...], timeout_s: float) -> Store:
-    check_peer_addrs(peers)
-    store = _store(data_dir)
+def _with_peers(store: Store, peers: tuple[str, ...], timeout_s: float) -> Store:
+    """``store``, fetching missing blocks from ``peers`` over Bitswap (embedded stores only)."""
     if peers:
         if not isinstance(store, EmbeddedStore):
             raise UserError("--from works with the embedded store only; with storage = kubo the daemon fetches")
@@ -95,24 +97,37 @@ _timeout_option = click.option("--timeout", "timeout_s", type=float, default=120
 @_from_option
 @_timeout_option
 def get(data_dir: Path | None, cid: str, output: Path, peers: tuple[str, ...], timeout_s: float) -> None:
-    """Write the file CID to OUTPUT, fetching missing blocks from --from peers."""
+    """Write the file CID to OUTPUT, fetching missing blocks from --from peers.
+
+    Fetched blocks stay in the data dir's store. Without --data-dir, and no
+    $LEARNAE_HOME or ~/.learnae yet, none is created: they go to a temporary
+    store and only OUTPUT is written.
+    """
     root = _cid(cid)
-    store = _embedded_with_peers(data_dir, peers, timeout_s)
+    check_peer_addrs(peers)
+    output = prepare_output(output, what="-o")
+    with reading_store(data_dir) as store:
+        store = _with_peers(store, peers, timeout_s)
 
-    async def run():
-        try:
-            if isinstance(store, EmbeddedStore):
-                return await store.get_to_file(root, output)
-            data = await store.get(root)
-            output.write_bytes(data)
-            return len(data)
-        except FetchError as exc:
-            if not peers and isinstance(store, EmbeddedStore):
-                raise FetchError(f"{exc}; pass --from MULTIADDR to fetch it from a peer") from exc
-            raise
+        async def run():
+            try:
+                if isinstance(store, EmbeddedStore):
+                    return await store.get_to_file(root, output)
+                data = await store.get(root)
+                output.write_bytes(data)
+                return len(data)
+            except FetchError as exc:
+                if not peers and isinstance(store, EmbeddedStore):
+                    raise _not_here(root, data_dir) from exc
+                raise
 
-    size = trio.run(run)
+        size = trio.run(run)
     click.echo(f"wrote {size} bytes to {output}", err=True)
+
+
+def _not_here(root, data_dir: Path | None) -> FetchError:
+    return FetchError(f"{root} is not in the store of {resolve_data_dir(data_dir)}; "
+                      "pass --from MULTIADDR to fetch it from a peer")
 
 
 @group.command("cat")
@@ -123,8 +138,15 @@ def get(data_dir: Path | None, cid: str, output: Path, peers: tuple[str, ...], t
 def cat(data_dir: Path | None, cid: str, peers: tuple[str, ...], timeout_s: float) -> None:
     """Write the file CID to stdout."""
     root = _cid(cid)
-    store = _embedded_with_peers(data_dir, peers, timeout_s)
-    data = trio.run(store.get, root)
+    check_peer_addrs(peers)
+    with reading_store(data_dir) as store:
+        store = _with_peers(store, peers, timeout_s)
+        try:
+            data = trio.run(store.get, root)
+        except FetchError as exc:
+            if not peers and isinstance(store, EmbeddedStore):
+                raise _not_here(root, data_dir) from exc
+            raise
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
@@ -137,7 +159,8 @@ def cat(data_dir: Path | None, cid: str, peers: tuple[str, ...], timeout_s: floa
 def pin(data_dir: Path | None, cids: tuple[str, ...], peers: tuple[str, ...], timeout_s: float) -> None:
     """Pin CIDs (and everything below them) so gc keeps them."""
     roots = [_cid(c) for c in cids]
-    store = _embedded_with_peers(data_dir, peers, timeout_s)
+    check_peer_addrs(peers)
+    store = _with_peers(_store(data_dir), peers, timeout_s)
 
     async def run():
         for root in roots:
@@ -153,14 +176,14 @@ def pin(data_dir: Path | None, cids: tuple[str, ...], peers: tuple[str, ...], ti
 def unpin(data_dir: Path | None, cids: tuple[str, ...]) -> None:
     """Unpin CIDs (gc may then remove their blocks)."""
     roots = [_cid(c) for c in cids]
-    store = _store(data_dir)
 
-    async def run():
+    async def run(store):
         for root in roots:
             await store.unpin(root)
             click.echo(f"unpinned {root}")
 
-    trio.run(run)
+    with reading_store(data_dir) as store:
+        trio.run(run, store)
 
 
 @group.command("ls")
@@ -168,8 +191,8 @@ def unpin(data_dir: Path | None, cids: tuple[str, ...]) -> None:
 @format_option
 def ls(data_dir: Path | None, fmt: str) -> None:
     """List the pinned CIDs."""
-    store = _store(data_dir)
-    rows = [{"cid": str(c), "local": has} for c, has in trio.run(_pins_with_presence, store)]
+    with reading_store(data_dir) as store:
+        rows = [{"cid": str(c), "local": has} for c, has in trio.run(_pins_with_presence, store)]
     if fmt == "json":
         emit_json(rows)
     else:
@@ -185,7 +208,8 @@ async def _pins_with_presence(store: Store):
 @data_dir_option
 def gc(data_dir: Path | None) -> None:
     """Remove every block that no pin reaches."""
-    removed = trio.run(_store(data_dir).gc)
+    with reading_store(data_dir) as store:
+        removed = trio.run(store.gc)
     click.echo(f"removed {removed} blocks")
 
 
@@ -201,8 +225,8 @@ def serve(data_dir: Path | None, listen: str) -> None:
     """
     from learnae.identity import Identity
 
-    home = resolve_data_dir(data_dir)
     store = _store(data_dir)
+    home = resolve_data_dir(data_dir)
     if not isinstance(store, EmbeddedStore):
         raise UserError("`learnae ipfs serve` needs storage = embedded; the Kubo daemon serves its own blocks")
     ident = Identity.load_or_create(home)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from learnae.cli.common import data_dir_option, emit_json, format_option, resolve_data_dir
+from learnae.cli.common import data_dir_option, emit_json, format_option, prepare_data_dir, resolve_data_dir
 from learnae.errors import KeyFileError, UserError
-from learnae.fsutil import atomic_write
+from learnae.fsutil import atomic_write, prepare_output
 from learnae.identity import EXPORT_FORMATS, KEY_FILE, Identity
 
 __all__ = ["group"]
@@ -25,7 +25,7 @@ def group() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing key (its peer ID is lost).")
 def new(data_dir: Path | None, force: bool) -> None:
     """Create a new identity key in the data dir and print its peer ID."""
-    path = resolve_data_dir(data_dir) / KEY_FILE
+    path = prepare_data_dir(data_dir) / KEY_FILE
     ident = Identity.generate()
     ident.save(path, overwrite=force)
     click.echo(ident.peer_id)
@@ -71,6 +71,7 @@ def export(data_dir: Path | None, output: Path | None, key_format: str) -> None:
         return
     if output.exists():
         raise UserError(f"{output} already exists; choose another -o path or remove it")
+    output = prepare_output(output, what="-o")
     atomic_write(output, data, mode=0o600)
     click.echo(f"wrote {output} ({key_format}, peer {ident.peer_id})", err=True)
 
@@ -89,6 +90,6 @@ def import_(file: Path, data_dir: Path | None, force: bool) -> None:
         ident = Identity.from_bytes(raw)
     except ValueError as exc:
         raise KeyFileError(f"{file}: {exc}") from None
-    path = resolve_data_dir(data_dir) / KEY_FILE
+    path = prepare_data_dir(data_dir) / KEY_FILE
     ident.save(path, overwrite=force)
     click.echo(ident.peer_id)

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 from multiformats import CID
 
-from learnae.cli.common import data_dir_option, emit_json, format_option, resolve_data_dir
+from learnae.cli.common import data_dir_option, emit_json, format_option, prepare_data_dir, resolve_data_dir
 from learnae.errors import InvalidEntryError, UserError
+from learnae.fsutil import prepare_output
 from learnae.identity import KEY_FILE, Identity
 
 __all__ = ["group"]
@@ -217,6 +218,7 @@ def export(file: Path, data_dir: Path | None, with_snapshots: bool) -> None:
     """Write the ledger (and optionally snapshot blocks) to a CARv1 file."""
     extra = []
     with _open_readonly(data_dir) as led:
+        file = prepare_output(file, what="FILE")
         if with_snapshots:
             extra = _snapshot_blocks(led, resolve_data_dir(data_dir))
         n = led.export_car(file, extra_blocks=extra)
@@ -253,7 +255,7 @@ def import_(file: Path, data_dir: Path | None, fmt: str) -> None:
     """Verify and add every entry of a CARv1 file to this data dir's ledger."""
     from learnae.ledger import Ledger
 
-    home = resolve_data_dir(data_dir)
+    home = prepare_data_dir(data_dir)
     key = home / KEY_FILE
     identity = Identity.load(key) if key.exists() else None
     with Ledger.open(home, identity) as led:

@@ -8,15 +8,20 @@ state); 2 bad input from the user (usage, config, files), always as one line
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-import click
+# TensorFlow's C++ side prints start-up banners (oneDNN, CPU features) unless told not to;
+# they are noise to a user. Set before anything imports TensorFlow; an explicit value wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from learnae import __version__
-from learnae.cli import config as config_cmd
-from learnae.cli import data, ipfs, key, ledger, peer, scenario
-from learnae.errors import LearnaeError, UserError, only_exception
-from learnae.log import configure_logging
+import click  # noqa: E402 - after the environment TensorFlow reads at import
+
+from learnae import __version__  # noqa: E402
+from learnae.cli import config as config_cmd  # noqa: E402
+from learnae.cli import data, ipfs, key, ledger, peer, scenario  # noqa: E402
+from learnae.errors import LearnaeError, UserError, only_exception  # noqa: E402
+from learnae.log import configure_logging  # noqa: E402
 
 __all__ = ["cli", "main"]
 
@@ -30,7 +35,8 @@ def cli() -> None:
     announce them over libp2p GossipSub, merge neighbours' snapshots by
     asynchronous averaging and sign every contribution into a verifiable ledger.
 
-    Logging: LEARNAE_LOG=info,learnae.gossip=debug (stderr).
+    Logging: LEARNAE_LOG=info,learnae.gossip=debug (stderr); libraries are silent unless
+    named, e.g. LEARNAE_LOG=info,libp2p=warning.
     """
     configure_logging()
 

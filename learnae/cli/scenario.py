@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from learnae.cli.common import emit_json, format_option
+from learnae.fsutil import prepare_output
 
 __all__ = ["group"]
 
@@ -33,7 +34,8 @@ def group() -> None:
 def run(file: Path, out: Path | None, quiet: bool) -> None:
     """Run FILE: start real peers on 127.0.0.1, drive its timeline, write a report.
 
-    Exits 0 when every expectation holds, 1 otherwise.
+    Exits 0 when every expectation holds, 1 otherwise. Ctrl-C stops the peers,
+    writes the partial report (end_reason: interrupted) and exits 130.
     """
     from learnae.scenario.runner import run_scenario
     from learnae.scenario.schema import load_scenario
@@ -74,6 +76,7 @@ def compare(outs: tuple[Path, ...], plot_path: Path, fmt: str) -> None:
     """Compare finished runs (their --out directories) side by side."""
     from learnae.scenario.compare import compare_runs
 
+    plot_path = prepare_output(plot_path, what="--plot")
     table, rows = compare_runs(list(outs), plot_path)
     if fmt == "json":
         emit_json([row.to_json() for row in rows])
@@ -91,6 +94,7 @@ def from_ledger(car: Path, output: Path, like: Path | None) -> None:
     """Turn a finished run's ledger (a CAR file) into a scenario that replays its timeline."""
     from learnae.scenario.replay import write_replay
 
+    output = prepare_output(output, what="-o")
     summary = write_replay(car, output, like=like)
     click.echo(f"wrote {output}: {summary}")
 
@@ -108,5 +112,5 @@ def compose_cmd(file: Path, output: Path | None, kubo: bool) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text)
+        prepare_output(output, what="-o").write_text(text)
         click.echo(f"wrote {output}", err=True)

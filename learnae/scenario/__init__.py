@@ -2,6 +2,7 @@
 
 * :mod:`~learnae.scenario.schema`: the file format, validation with YAML paths, the resolved plan.
 * :mod:`~learnae.scenario.timeline`: the plan's timeline items and the events a run fired, typed.
+* :mod:`~learnae.scenario.lifecycle`: the timeline as a state machine: impossible events, who runs at the end.
 * :mod:`~learnae.scenario.runner`: ``learnae scenario run``: drives the timeline, ends the run.
 * :mod:`~learnae.scenario.fleet`: the run's peer processes and the faults file each one is told.
 * :mod:`~learnae.scenario.process`: one ``learnae peer start`` subprocess (also used by tests and benchmarks).

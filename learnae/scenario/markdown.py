@@ -68,7 +68,7 @@ def _summary(report: Report, plot: str) -> list[str]:
     final = report.final
     when = (datetime.fromtimestamp(report.started_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
             if report.started_at else "-")
-    return [f"# Scenario `{report.name}`: {'PASS' if report.ok else 'FAIL'}", "",
+    return [f"# Scenario `{report.name}`: {report.verdict}", "",
             f"- file: `{report.source or '-'}`, seed {_fmt(report.seed)}",
             f"- started {when}; ran {_fmt(report.duration_s, '.1f')} s, ended by {report.end_reason or '-'}",
             f"- honest mean accuracy {_fmt(final.mean_accuracy, '.3f')} (min {_fmt(final.min_accuracy, '.3f')}, "
@@ -87,14 +87,15 @@ def _peers(report: Report) -> list[str]:
         f, led = p.final, p.ledger
         role = "honest" if p.honest else f"attacker ({p.attack.mode})" if p.attack else "attacker"
         rows.append([name, f"`{p.peer_id[:12]}...`" if p.peer_id else "-", role, p.state, _fmt(p.starts),
-                     _fmt(f.test_accuracy, ".3f"), _fmt(f.merges), _mb(f.bytes_received), _mb(f.bytes_sent),
+                     _fmt(f.judged_accuracy, ".3f"), _fmt(f.test_accuracy, ".3f"), _fmt(f.merges),
+                     _mb(f.bytes_received), _mb(f.bytes_sent),
                      ", ".join(p.forks_detected) or "-", f"{_fmt(led.valid)} ({_fmt(led.entries)} entries)"])
         if led.problems:
             more = f" (and {len(led.problems) - 1} more)" if len(led.problems) > 1 else ""
             problems.append(f"- {name}: {led.problems[0]}{more}")
     out = ["## Peers", ""]
-    out += _table(["peer", "peer ID", "role", "state", "starts", "final accuracy", "merges", "MB in", "MB out",
-                   "forks detected", "ledger valid"], rows)
+    out += _table(["peer", "peer ID", "role", "state", "starts", "judged accuracy", "last sample", "merges",
+                   "MB in", "MB out", "forks detected", "ledger valid"], rows)
     return out + (["Ledger problems:", "", *problems, ""] if problems else [])
 
 

@@ -169,7 +169,7 @@ def plot_accuracy(report: Report, path: Path) -> Path:
         if n_att:
             handles.append(Line2D([], [], color="0.55", ls="--", label=f"attackers ({n_att})"))
         ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
-    verdict = "PASS" if report.ok else "FAIL"
+    verdict = report.verdict
     ax.set_title(f"{report.name}: {verdict} - honest mean accuracy {format_value(report.final.mean_accuracy, '.3f')}, "
                  f"{format_value(report.final.peers_alive)} peers alive at the end", fontsize=10)
 
@@ -202,7 +202,7 @@ def plot_compare(labels: list[str], reports: list[Report], path: Path) -> Path:
     for i, (label, r) in enumerate(zip(labels, reports)):
         color = f"C{i % 10}"
         mean = honest_mean_series(r)
-        verdict = "PASS" if r.ok else "FAIL"
+        verdict = r.verdict
         ax.plot([t for t, _ in mean], [a for _, a in mean], color=color, lw=1.8,
                 label=f"{label} ({verdict})" if r.name == label else f"{label}: {r.name} ({verdict})")
         _mark_events([ax], r.events, color=color, alpha=0.3)

@@ -52,8 +52,10 @@ class PeerProcess:
         argv = [sys.executable, "-m", "learnae.cli.main", "peer", "start", "--data-dir", str(data_dir),
                 "--listen", "/ip4/127.0.0.1/tcp/0", *args]
         with open(data_dir / "peer.log", "ab") as log:
+            # Its own session: a terminal's Ctrl-C reaches whoever started it (the scenario runner),
+            # which tells each peer to leave exactly once; a second SIGINT would cut its leave short.
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=full_env,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         return cls(proc, data_dir, "", args)
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> str:

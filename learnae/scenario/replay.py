@@ -149,7 +149,7 @@ def _settings(like: Scenario, names: set[str]) -> tuple[dict, list[str]]:
     """What to copy from ``like``, minus the parts that name peers this replay does not have."""
     dumped = like.model_dump(mode="json")
     out = {k: dumped[k] for k in ("seed", "dataset", "partition", "model", "train", "merge", "network",
-                                  "sample_every")}
+                                  "sample_every", "final_window")}
     dropped = []
     network = out["network"]
     links = [link for link in network["links"] if set(link["between"]) <= names]

@@ -125,16 +125,18 @@ class SeriesPoint(_Record):
 
 @dataclass(frozen=True, slots=True)
 class PeerFinal(_Record):
-    """A peer's last metrics record (all None when it never wrote one)."""
+    """A peer's last metrics record (all None when it never wrote one), and the accuracy it is judged on."""
 
     step: int | None = None
-    test_accuracy: float | None = None  # 0-1
+    test_accuracy: float | None = None  # 0-1, of the last sample
     merges: int | None = None
     snapshots: int | None = None
     bytes_received: int | None = None
     bytes_sent: int | None = None
     announce_latency_s: float | None = None
     rejected: int = 0  # announcements and snapshots rejected
+    # 0-1: what expectations judge: its final model's (after max_steps), else the median over the final window
+    judged_accuracy: float | None = None
 
     @classmethod
     def from_json(cls, obj: Any) -> PeerFinal:
@@ -142,7 +144,7 @@ class PeerFinal(_Record):
         return cls(step=_int(d.get("step")), test_accuracy=_num(d.get("test_accuracy")), merges=_int(d.get("merges")),
                    snapshots=_int(d.get("snapshots")), bytes_received=_int(d.get("bytes_received")),
                    bytes_sent=_int(d.get("bytes_sent")), announce_latency_s=_num(d.get("announce_latency_s")),
-                   rejected=_int(d.get("rejected")) or 0)
+                   rejected=_int(d.get("rejected")) or 0, judged_accuracy=_num(d.get("judged_accuracy")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,13 +201,13 @@ class PeerReport(_Record):
 class FinalSummary(_Record):
     """The swarm's final numbers (``final``); ``expect`` items compare them by name."""
 
-    mean_accuracy: float | None = None  # honest peers alive at the end, 0-1
+    mean_accuracy: float | None = None  # of the judged accuracies of the honest peers alive at the end, 0-1
     min_accuracy: float | None = None
     max_accuracy: float | None = None
     peers_alive: int | None = None  # finished or stopped by the runner
     ledger_valid: bool | None = None  # every started peer's ledger verifies
     forks: tuple[str, ...] = ()  # names with a fork proof in any ledger
-    consensus_distance: float | None = None  # mean L2 distance of the final models to their average
+    consensus_distance: float | None = None  # mean L2 distance of the models to their average, judged as accuracy
     max_consensus_distance: float | None = None
     merges: int | None = None  # summed over all peers
     bytes_received: int | None = None  # summed
@@ -213,6 +215,7 @@ class FinalSummary(_Record):
     rejected: int | None = None  # summed
     announce_latency_s: float | None = None  # median over peers
     duration_s: float | None = None
+    window_s: float | None = None  # the final window the judged values are medians over (s)
 
     def metric(self, name: str) -> Any:
         """The value an expectation on ``name`` compares (None for an unknown name)."""
@@ -228,7 +231,7 @@ class FinalSummary(_Record):
                    max_consensus_distance=_num(d.get("max_consensus_distance")), merges=_int(d.get("merges")),
                    bytes_received=_int(d.get("bytes_received")), bytes_sent=_int(d.get("bytes_sent")),
                    rejected=_int(d.get("rejected")), announce_latency_s=_num(d.get("announce_latency_s")),
-                   duration_s=_num(d.get("duration_s")))
+                   duration_s=_num(d.get("duration_s")), window_s=_num(d.get("window_s")))
 
 
 _FINAL_NAMES = frozenset(f.name for f in fields(FinalSummary))
@@ -342,8 +345,15 @@ class Report(_Record):
     consensus: tuple[ConsensusSample, ...]
     final: FinalSummary
     expectations: tuple[ExpectationResult, ...]
-    ok: bool  # every expectation held
+    ok: bool  # every expectation held and the run was not interrupted
     files: ReportFiles = ReportFiles()
+
+    @property
+    def verdict(self) -> str:
+        """``PASS``, ``FAIL``, or ``INTERRUPTED`` (Ctrl-C: the report is partial, never a pass)."""
+        if self.end_reason == "interrupted":
+            return "INTERRUPTED"
+        return "PASS" if self.ok else "FAIL"
 
     @property
     def sample_every_s(self) -> float:

@@ -41,12 +41,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from learnae.errors import ScenarioError
 from learnae.peer import faults
 from learnae.peer.config import RULES
+from learnae.scenario.lifecycle import Problem, timeline_problems
 from learnae.scenario.timeline import (AttackAction, HealAction, PartitionAction, PeerAction, SlowAction,
                                        TimelineItem)
 
 __all__ = [
     "Scenario", "PeerSpec", "Network", "Link", "Event", "Attack", "Expectation", "Plan", "PlannedPeer",
     "ATTACKS", "ACTIONS", "METRICS", "load_scenario", "parse_scenario", "plan", "parse_duration", "peer_flags",
+    "scenario_problems", "ScenarioProblems",
 ]
 
 ATTACKS = faults.ATTACK_MODES  # one vocabulary: what the peer's faults file accepts
@@ -284,6 +286,9 @@ class Scenario(_Strict):
     events: list[Event] = Field(default_factory=list)
     expect: list[Expectation] = Field(default_factory=list)
     sample_every: Seconds = Field(default=2.0, gt=0, description="how often peers evaluate on the test split")
+    final_window: Seconds = Field(default=10.0, gt=0,
+                                  description="expectations judge the median of each peer's samples over this "
+                                              "last stretch of its run, not its last sample alone")
 
     @field_validator("partition")
     @classmethod
@@ -293,55 +298,73 @@ class Scenario(_Strict):
     @field_validator("peers", mode="before")
     @classmethod
     def _count(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("expected a peer count or a list of peers")
-        if isinstance(v, int):
+        allowed = "a peer count of 1 to 64 (peers: 6) or a list of peers (peers: [peer-0, {name: eve, slow: 2}])"
+        if isinstance(v, int) and not isinstance(v, bool):
             if not 1 <= v <= 64:
-                raise ValueError("expected a peer count of 1 to 64")
+                raise ValueError(f"expected a peer count of 1 to 64, got {v}")
             return [{"name": f"peer-{i}"} for i in range(v)]
         if isinstance(v, list):
             return [{"name": p} if isinstance(p, str) else p for p in v]
-        return v
+        raise ValueError(f"expected {allowed}, got {v!r}")
 
-    @model_validator(mode="after")
-    def _references(self) -> Scenario:
-        names = [p.name for p in self.peers]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise _PathError(("peers",), f"peer names must be unique; repeated: {', '.join(dupes)}")
-        if not any(p.start for p in self.peers):
-            raise _PathError(("peers",), "at least one peer must start at t=0 (start: true)")
-        known = set(names)
-        joined = set()
-        for i, ev in enumerate(self.events):
-            for n in ev.names():
-                if ev.action == "join":
-                    joined.add(n)
-                    if not _NAME.fullmatch(n):
-                        raise _PathError(("events", i, "join"), f"{n!r} is not a valid peer name (e.g. peer-8)")
-                elif n not in known and n not in joined:
-                    raise _PathError(("events", i, ev.action),
-                                     f"unknown peer {n!r}; peers are: {', '.join(names + sorted(joined))}")
-            if ev.at > self.duration:
-                raise _PathError(("events", i, "at"), f"{ev.at:g}s is after the end of the run (duration {self.duration:g}s)")
-        for i, p in enumerate(self.peers):
-            if not p.start and p.name not in joined:
-                raise _PathError(("peers", i, "start"), f"{p.name} never starts: add a `join: [{p.name}]` event")
-        for i, link in enumerate(self.network.links):
-            for n in link.between:
+
+def _references(s: Scenario) -> list[Problem]:
+    """Every cross-field problem: repeated or unknown names, events after the end, peers that never start."""
+    out: list[Problem] = []
+    names = [p.name for p in s.peers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        out.append((("peers",), f"peer names must be unique; repeated: {', '.join(dupes)}"))
+    if not any(p.start for p in s.peers):
+        out.append((("peers",), "at least one peer must start at t=0 (start: true)"))
+    known = set(names)
+    joined = {n for ev in s.events if ev.action == "join" for n in ev.join}
+    everyone = ", ".join(names + sorted(joined - known))
+    for i, ev in enumerate(s.events):
+        value = getattr(ev, ev.action)
+        if ev.action == "partition":
+            where = [((g, j), n) for g, group in enumerate(value) for j, n in enumerate(group)]
+        elif isinstance(value, dict):
+            where = [((n,), n) for n in value]
+        elif isinstance(value, list):
+            where = [((j,), n) for j, n in enumerate(value)]
+        else:
+            where = []
+        for sub, n in where:
+            if ev.action == "join":
+                if not _NAME.fullmatch(n):
+                    out.append((("events", i, "join", *sub), f"{n!r} is not a valid peer name (e.g. peer-8)"))
+            elif n not in known | joined:
+                out.append((("events", i, ev.action, *sub), f"unknown peer {n!r}; peers are: {everyone}"))
+        if ev.at > s.duration:
+            out.append((("events", i, "at"), f"{ev.at:g}s is after the end of the run (duration {s.duration:g}s)"))
+    for i, p in enumerate(s.peers):
+        if not p.start and p.name not in joined:
+            out.append((("peers", i, "start"), f"{p.name} never starts: add a `join: [{p.name}]` event"))
+    for i, link in enumerate(s.network.links):
+        for j, n in enumerate(link.between):
+            if n not in known | joined:
+                out.append((("network", "links", i, "between", j), f"unknown peer {n!r}"))
+    if isinstance(s.network.topology, dict):
+        for n, neighbours in s.network.topology.items():
+            for m in [n, *neighbours]:
+                if m not in known | joined:
+                    out.append((("network", "topology", n), f"unknown peer {m!r}"))
+    for i, e in enumerate(s.expect):
+        if e.metric == "forks_detected":
+            for n in e.value:
                 if n not in known | joined:
-                    raise _PathError(("network", "links", i, "between"), f"unknown peer {n!r}")
-        if isinstance(self.network.topology, dict):
-            for n, neighbours in self.network.topology.items():
-                for m in [n, *neighbours]:
-                    if m not in known | joined:
-                        raise _PathError(("network", "topology", n), f"unknown peer {m!r}")
-        for i, e in enumerate(self.expect):
-            if e.metric == "forks_detected":
-                for n in e.value:
-                    if n not in known | joined:
-                        raise _PathError(("expect", i, "forks_detected"), f"unknown peer {n!r}")
-        return self
+                    out.append((("expect", i, "forks_detected"), f"unknown peer {n!r}"))
+    return out
+
+
+def scenario_problems(s: Scenario) -> list[Problem]:
+    """Every problem of a scenario that fits the schema: references first, then the timeline's
+    impossible events (:mod:`learnae.scenario.lifecycle`), one per YAML path."""
+    problems = _references(s)
+    seen = {loc for loc, _ in problems}
+    problems += [(loc, msg) for loc, msg in timeline_problems(s) if loc not in seen]
+    return problems
 
 
 class _PathError(ValueError):
@@ -383,26 +406,49 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if isinstance(p, int) or not (p[:1].isupper() or "[" in p or p in ("str", "bool", "int", "float", "dict")))
 
 
+class ScenarioProblems(ScenarioError):
+    """A scenario file with one or more problems; :attr:`problems` holds each as ``(yaml.path, what)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        if len(problems) == 1:
+            message = f"{source}: {problems[0][0]}: {problems[0][1]}"
+        else:
+            listed = " ".join(f"({n}) {where}: {what}" for n, (where, what) in enumerate(problems, 1))
+            message = f"{source}: {len(problems)} problems: {listed}"
+        super().__init__(message)
+        self.problems = problems
+
+
 def parse_scenario(data: Any, *, source: str = "scenario") -> Scenario:
     """Validate already-loaded YAML data.
 
+    Every problem is reported, not only the first: all the schema's (types,
+    ranges, unknown keys); once the file fits the schema, all cross-field ones
+    (unknown peers, events after the end) and every event the timeline cannot
+    carry out (:mod:`learnae.scenario.lifecycle`).
+
     Raises:
-        ScenarioError: ``<source>: <yaml.path>: <what is wrong and expected>``.
+        ScenarioProblems: ``<source>: <yaml.path>: <what is wrong and expected>``, or with
+            several, ``<source>: N problems: (1) <yaml.path>: <what> (2) ...`` (one line).
     """
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: expected a YAML mapping with name, duration, peers, ... at the top level")
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        err = errors[0]
-        ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _PathError):
-            where, what = _yaml_path(ctx_error.loc), str(ctx_error)
-        else:
-            where, what = _yaml_path(_clean_loc(err["loc"])), _describe(err)
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ScenarioError(f"{source}: {where}: {what}{more}") from None
+        problems: dict[str, str] = {}
+        for err in exc.errors():
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, _PathError):
+                where, what = _yaml_path(ctx_error.loc), str(ctx_error)
+            else:
+                where, what = _yaml_path(_clean_loc(err["loc"])), _describe(err)
+            problems.setdefault(where, what)  # a union reports each member's failure at one path: keep the first
+        raise ScenarioProblems(source, list(problems.items())) from None
+    found = scenario_problems(scenario)
+    if found:
+        raise ScenarioProblems(source, [(_yaml_path(loc), what) for loc, what in found])
+    return scenario
 
 
 def load_scenario(path: Path | str) -> Scenario:

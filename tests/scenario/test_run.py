@@ -21,6 +21,8 @@ import pytest
 from learnae.ledger.car import read_car
 from learnae.ledger.entry import decode_entry
 
+pytestmark = pytest.mark.slow  # real processes: make test runs it, make check does not
+
 SCENARIO = """\
 name: short
 seed: 1
@@ -167,22 +169,34 @@ def _peer_processes(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupting_the_runner_stops_every_peer_it_started(tmp_path, signum):
-    (tmp_path / "s.yaml").write_text("name: stop\nduration: 5m\npeers: 2\n")
+def test_interrupting_the_runner_stops_every_peer_and_writes_the_partial_report(tmp_path, signum):
+    (tmp_path / "s.yaml").write_text("name: stop\nduration: 5m\npeers: 2\nexpect: [mean_accuracy >= 0.1]\n")
     out = tmp_path / "out"
     runner = subprocess.Popen([sys.executable, "-m", "learnae.cli.main", "scenario", "run", str(tmp_path / "s.yaml"),
                                "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while len(_peer_processes(str(out / "peers"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        deadline = time.monotonic() + 180
+        metrics = [out / "peers" / f"peer-{i}" / "metrics.jsonl" for i in range(2)]
+        while not all(m.exists() and m.stat().st_size for m in metrics) and time.monotonic() < deadline:
+            time.sleep(0.5)  # both peers joined and trained: each has ledger entries and a record
         assert len(_peer_processes(str(out / "peers"))) == 2, "the peers never started"
-        time.sleep(1)
+        assert all(m.exists() for m in metrics), "the peers never wrote a metrics record"
         runner.send_signal(signum)
-        runner.wait(60)
+        stdout, stderr = runner.communicate(timeout=120)
     finally:
         if runner.poll() is None:
             runner.kill()
-    assert runner.returncode == 130, runner.stderr.read().decode()[-2000:]
-    assert b"Traceback" not in runner.stderr.read()
+    assert runner.returncode == 130, stderr.decode()[-2000:]
+    assert b"Traceback" not in stderr
     assert _peer_processes(str(out / "peers")) == []
+    # the partial report, as for a finished run, and never a pass
+    report = json.loads((out / "report.json").read_text())
+    assert report["end_reason"] == "interrupted" and report["ok"] is False
+    assert all(p["series"] for p in report["peers"].values())
+    assert all(p["state"] in ("stopped", "failed") for p in report["peers"].values())  # told to leave, not killed
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "INTERRUPTED" in (out / "report.md").read_text()
+    check = subprocess.run([sys.executable, "-m", "learnae.cli.main", "ledger", "verify", str(out / "ledger.car")],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert b"INTERRUPTED" in stdout and b"report:" in stdout

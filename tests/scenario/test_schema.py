@@ -59,7 +59,7 @@ def test_shipped_scenarios_say_what_the_issue_asks():
 
 @pytest.mark.parametrize("changes, path, expected", [
     ({"events": [{"at": "1s", "kil": ["peer-1"]}]}, "events[0].kil", "unknown key"),
-    ({"events": [{"at": "1s", "kill": ["peer-9"]}]}, "events[0].kill", "unknown peer 'peer-9'"),
+    ({"events": [{"at": "1s", "kill": ["peer-9"]}]}, "events[0].kill[0]", "unknown peer 'peer-9'"),
     ({"events": [{"at": "90s", "heal": True}]}, "events[0].at", "after the end of the run"),
     ({"events": [{"at": "1s", "kill": ["peer-1"], "heal": True}]}, "events[0]", "exactly one of"),
     ({"events": [{"at": "soon", "heal": True}]}, "events[0].at", "duration like 30s"),
@@ -70,9 +70,10 @@ def test_shipped_scenarios_say_what_the_issue_asks():
     ({"peers": [{"name": "a"}, {"name": "a"}]}, "peers", "repeated: a"),
     ({"peers": [{"name": "a", "start": False}]}, "peers", "at least one peer must start"),
     ({"peers": 0}, "peers", "1 to 64"),
+    ({"peers": "six"}, "peers", "a peer count of 1 to 64 (peers: 6) or a list of peers"),
     ({"merge": {"rule": "avg"}}, "merge.rule", "multi-krum"),
     ({"network": {"loss": 2}}, "network.loss", "less than 1"),
-    ({"network": {"links": [{"between": ["peer-0", "x"], "latency": "1s"}]}}, "network.links[0].between", "unknown peer 'x'"),
+    ({"network": {"links": [{"between": ["peer-0", "x"], "latency": "1s"}]}}, "network.links[0].between[1]", "unknown peer 'x'"),
     ({"expect": ["mean_acc >= 0.9"]}, "expect[0]", "unknown metric 'mean_acc'"),
     ({"expect": ["mean_accuracy is high"]}, "expect[0]", "METRIC OP NUMBER"),
     ({"expect": [{"forks_detected": ["nobody"]}]}, "expect[0].forks_detected", "unknown peer 'nobody'"),
@@ -81,8 +82,55 @@ def test_shipped_scenarios_say_what_the_issue_asks():
 ])
 def test_a_broken_file_names_the_yaml_path_and_what_is_expected(changes, path, expected):
     msg = _error(**changes)
-    assert msg.startswith(f"f.yaml: {path}: "), msg
-    assert expected in msg, msg
+    assert msg.startswith(("f.yaml: ", "f.yaml: 2 problems: (1) ")), msg
+    where = msg.replace("f.yaml:", "").find(f" {path}: ")
+    assert where >= 0 and expected in msg.replace("f.yaml:", "")[where:], msg  # the path, then what is wrong there
+    assert "Input should be a valid list" not in msg
+
+
+TIMELINE_PROBLEMS = [  # each one impossible, at its YAML path; the file lists them out of time order
+    ({"at": "9s", "restart": "peer-0"}, "events[0].restart[0]", "peer-0 is running at 9s"),
+    ({"at": "2s", "heal": True}, "events[1].heal", "no partition is in force at 2s"),
+    ({"at": "3s", "join": "peer-1"}, "events[2].join[0]", "peer-1 is running at 3s"),
+    ({"at": "4s", "partition": [["peer-0", "peer-1"], ["peer-2", "peer-1"]]}, "events[3].partition[1][1]",
+     "peer-1 is already in group 0"),
+    ({"at": "5s", "kill": "peer-2"}, None, None),
+    ({"at": "6s", "kill": "peer-2"}, "events[5].kill[0]", "peer-2 is killed at 6s (kill at 5s)"),
+    ({"at": "7s", "resume": "peer-1"}, "events[6].resume[0]", "peer-1 is running at 7s: it is not paused"),
+    ({"at": "8s", "restart": "late"}, "events[7].restart[0]", "late is waiting at 8s: it has not started yet: "
+                                                              "start it with `join`"),
+    ({"at": "10s", "join": "late"}, None, None),
+    ({"at": "11s", "slow": {"peer-0": 0.5}}, "events[9].slow.peer-0", "factor 0.5 is below 1"),
+    ({"at": "12s", "partition": [["peer-0"]]}, "events[10].partition", "a partition needs at least two groups"),
+]
+
+
+def test_validate_walks_the_timeline_as_a_state_machine_and_lists_every_problem():
+    peers = ["peer-0", "peer-1", "peer-2", {"name": "late", "start": False}]
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({**BASE, "peers": peers, "events": [e for e, _, _ in TIMELINE_PROBLEMS]}, source="f.yaml")
+    msg = str(info.value)
+    expected = [(path, what) for _, path, what in TIMELINE_PROBLEMS if path]
+    assert msg.startswith(f"f.yaml: {len(expected)} problems: (1) ") and "\n" not in msg, msg
+    for path, what in expected:
+        assert f" {path}: {what}" in msg, (path, msg)
+    at = {path: float(e["at"].rstrip("s")) for e, path, _ in TIMELINE_PROBLEMS if path}
+    assert [path for path, _ in info.value.problems] == sorted(at, key=at.get)  # in the order they happen
+
+
+def test_possible_timelines_pass_and_say_who_runs_at_the_end():
+    from learnae.scenario.lifecycle import expected_running
+
+    events = [{"at": "1s", "partition": [["peer-0"], ["peer-1", "peer-2"]]}, {"at": "2s", "heal": True},
+              {"at": "3s", "kill": "peer-1"}, {"at": "4s", "restart": "peer-1"}, {"at": "5s", "pause": "peer-0"},
+              {"at": "6s", "leave": "peer-2"}, {"at": "7s", "join": "peer-2"},  # a rejoin after a leave
+              {"at": "8s", "join": "newcomer"}, {"at": "9s", "kill": "newcomer"},
+              {"at": "5s", "kill": "peer-1"}, {"at": "5s", "restart": "peer-1"}]  # same time: file order
+    s = parse_scenario({**BASE, "events": events})
+    assert expected_running(s) == {"peer-0", "peer-1", "peer-2"}  # peer-0 paused: resumed to be stopped
+    for f in SHIPPED:
+        s = load_scenario(f)
+        assert expected_running(s) <= {p.name for p in plan(s).peers}
 
 
 def test_missing_keys_and_non_mappings():
@@ -130,7 +178,7 @@ def test_cli_validate_and_its_errors(tmp_path):
     bad.write_text("name: x\nduration: 30s\npeers: 2\nevents:\n  - {at: 5s, restart: [peer-5]}\n")
     proc = cli("validate", str(bad))
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "events[0].restart: unknown peer 'peer-5'" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "events[0].restart[0]: unknown peer 'peer-5'" in proc.stderr
     assert "Traceback" not in proc.stderr
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\n  duration: [\n")
