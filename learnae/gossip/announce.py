@@ -233,15 +233,24 @@ async def open_gossip(
                     inbox.close()
 
 
+async def _refuse(stream) -> None:
+    """A stream opened while this peer shuts down: closed unread."""
+    try:
+        with trio.move_on_after(1):
+            await stream.reset()
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
 async def _quiesce(host: IHost, pubsub: LearnaePubsub) -> None:
     """Stop traffic before the pubsub services stop: no new streams, no new
     messages, no connections."""
     pubsub.closing = True
     for proto in PROTOCOLS:
-        try:
-            host.remove_stream_handler(proto)
-        except Exception:  # not registered under this exact id
-            pass
+        # Replaced, not removed: py-libp2p's multiselect checks that a handler
+        # exists, answers, then looks it up again; a removal in between raises
+        # KeyError inside the connection's nursery and takes the host down.
+        host.set_stream_handler(proto, _refuse)
     await stop_listening(host)
     await disconnect_all(host)
     await trio.sleep(0)  # let read loops observe their closed streams

@@ -163,11 +163,8 @@ class Bitswap:
             try:
                 yield self
             finally:
-                for proto in PROTOCOLS:
-                    try:
-                        self.host.remove_stream_handler(proto)
-                    except Exception:  # noqa: BLE001 - older hosts lack it; harmless
-                        pass
+                for proto in PROTOCOLS:  # replaced, not removed: see _refuse
+                    self.host.set_stream_handler(proto, _refuse)
                 nursery.cancel_scope.cancel()
                 self._nursery = None
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -450,6 +447,14 @@ async def _close(stream) -> None:
                 await stream.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+async def _refuse(stream) -> None:
+    """A stream opened while Bitswap stops. The handler is replaced rather than
+    removed: py-libp2p's multiselect checks that a handler exists, answers,
+    then looks it up again, and a removal in between raises KeyError inside
+    the connection's nursery, taking the host down."""
+    await _reset(stream)
 
 
 async def _reset(stream) -> None:
