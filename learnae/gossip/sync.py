@@ -12,8 +12,9 @@ closes that gap directly between two peers, on the protocol ``/learnae/1/ledger-
    entries it holds beyond the client's head of each author (chain order, at most
    ``limit`` per exchange), the entries the client wanted, and, for every author
    where it holds a different entry at the client's head seq, that entry (so two
-   peers with split views of an equivocating author meet both twins); then an empty
-   frame.
+   peers with split views of an equivocating author meet both twins), both entries
+   of every fork proof it holds (so a peer that missed an equivocation, being down
+   or partitioned, detects it itself); then an empty frame.
 
 The client gives every entry to the ledger, which verifies it (signature, schema,
 swarm, chain) before storing it, exactly as a gossiped one. It repeats while a
@@ -53,6 +54,7 @@ PROTOCOL = "/learnae/1/ledger-sync"
 MAX_REQUEST_BYTES = 1024 * 1024  # a "have" of ~10,000 authors
 MAX_HEADS = 8192  # authors a heads frame or a request may name
 MAX_WANT = 256  # entries one request may ask for by CID
+MAX_FORKS = 128  # fork proofs (two entries each) a server sends per exchange
 BATCH = 1024  # entries per exchange (the server sends at most this many)
 EXCHANGE_TIMEOUT_S = 30.0
 MAX_ROUNDS = 64  # exchanges per sync: 64k entries at most
@@ -151,6 +153,10 @@ async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
             sent += 1
             if on_twin is not None:
                 on_twin(their_cid)
+    for proof in ledger.fork_proofs(swarm)[:MAX_FORKS]:  # forks we proved: the client checks them itself
+        for entry in (proof.first, proof.second):
+            await stream.write(encode_varint_prefixed(ledger.entry_bytes(entry.cid)))
+            sent += 1
     # Authors the client knows least of first, so one long chain cannot starve the others.
     behind = sorted((have.get(a, (-1, None))[0] - seq, a) for a, (seq, _) in mine.items()
                     if have.get(a, (-1, None))[0] < seq)
@@ -173,9 +179,10 @@ async def sync_with(host, peer_id: ID, ledger: Ledger, swarm: str, *, max_rounds
         trio.Cancelled: only when the caller cancels.
     """
     stats = SyncStats()
-    want: list[CID] = []
+    want: list[CID] = []  # entries the server showed at a seq where we hold another
     for _ in range(max_rounds):
         stats.rounds += 1
+        stored_before = stats.stored
         try:
             with trio.fail_after(timeout_s):
                 received, heads = await _exchange(host, peer_id, ledger, swarm, want, stats)
@@ -184,10 +191,12 @@ async def sync_with(host, peer_id: ID, ledger: Ledger, swarm: str, *, max_rounds
             stats.complete = False
             break
         stats.complete = True
-        want = [cid for a, (seq, cid) in heads.items() if (ours := ledger.entry_at(a, seq)) and cid not in ours]
-        want = want[:MAX_WANT]
+        asked, want = want, [cid for a, (seq, cid) in heads.items()
+                             if (ours := ledger.entry_at(a, seq)) and cid not in ours][:MAX_WANT]
         if received < BATCH and not want:
-            break
+            break  # all of it
+        if stats.stored == stored_before and want in ([], asked):
+            break  # nothing new came, nor will: another round would bring the same
     return stats
 
 
@@ -209,15 +218,17 @@ async def _exchange(host, peer_id: ID, ledger: Ledger, swarm: str, want: list[CI
             received += 1
             stats.received += 1
             result = ledger.receive(data)
-            if result.status is Status.REJECTED:
+            if result.status is Status.REJECTED:  # an honest server sends only entries it verified
                 stats.rejected += 1
+                raise InvalidEntryError(f"ledger sync: the peer sent an invalid entry ({result.reason})",
+                                        reason="sync-invalid")
             for r in (result, *result.released):
                 if r.status is Status.ACCEPTED:
                     stats.stored += 1
                 elif r.status is Status.FORK:
                     stats.forks += 1
                     stats.stored += 1
-            if received > BATCH + MAX_WANT + MAX_HEADS:  # more than a server may send
+            if received > BATCH + MAX_WANT + MAX_HEADS + 2 * MAX_FORKS:  # more than a server may send
                 raise InvalidEntryError("ledger sync: the peer sent more entries than asked for",
                                         reason="sync-flood")
         return received, heads

@@ -506,10 +506,11 @@ class Ledger:
     def is_forked(self, author: str) -> bool:
         return self.index.fork_seq(author) is not None
 
-    def fork_proofs(self) -> list[ForkProof]:
-        """Every fork proof held (both entries of each), for re-publishing."""
-        return [ForkProof(a, s, self.entry(cid_from_bytes(x)), self.entry(cid_from_bytes(y)))
-                for a, s, x, y in self.index.forks()]
+    def fork_proofs(self, swarm: str | None = None) -> list[ForkProof]:
+        """Every fork proof held (both entries of each), for re-publishing; of one swarm if given."""
+        proofs = [ForkProof(a, s, self.entry(cid_from_bytes(x)), self.entry(cid_from_bytes(y)))
+                  for a, s, x, y in self.index.forks()]
+        return [p for p in proofs if swarm is None or p.first.swarm == swarm]
 
     def credits(self):
         """Per-author credits, best score first (see :mod:`learnae.ledger.credits`)."""

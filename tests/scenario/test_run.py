@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from learnae.ledger import Ledger
 from learnae.ledger.car import read_car
 from learnae.ledger.entry import decode_entry
 
@@ -139,6 +140,23 @@ def test_no_merge_crossed_the_partition_while_it_lasted(run):
     after = [p for e in entries if e.author == lone and e.kind == "snapshot" and (e.ts - t0_ms) / 1000 > heal + 2
              for p in e.body["parents"] if (par := by_cid.get(p["entry"])) and par.author != lone]
     assert after or report["peers"]["peer-2"]["final"]["merges"] > 0
+
+
+def test_after_the_heal_every_peer_holds_every_authors_history(run):
+    """Ledger completeness (#14): the partition healed, every peer holds what every author
+    published while it was split off, and everything older than the last few seconds."""
+    _, out, report = run
+    union = {(e.author, e.seq) for e in _entries(out)}
+    authors = {author for author, _ in union}
+    end_ms = max(e.ts for e in _entries(out))
+    settled = {(e.author, e.seq) for e in _entries(out) if e.ts <= end_ms - 10_000}  # gossip + one sync round
+    assert len(authors) == 3
+    for name in report["peers"]:
+        with Ledger.open(out / "peers" / name, readonly=True) as led:
+            held = {(e.author, e.seq) for e in led.entries()}
+        assert {a for a, _ in held} == authors, name
+        missing = sorted(settled - held)
+        assert not missing, f"{name} lacks {len(missing)} settled entries, e.g. {missing[:5]}"
 
 
 def test_the_ledger_car_verifies_and_holds_the_fork(run):
