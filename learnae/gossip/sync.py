@@ -218,8 +218,11 @@ async def _exchange(host, peer_id: ID, ledger: Ledger, swarm: str, want: list[CI
             received += 1
             stats.received += 1
             result = ledger.receive(data)
-            if result.status is Status.REJECTED:  # an honest server sends only entries it verified
+            if result.status is Status.REJECTED:
                 stats.rejected += 1
+                if result.reason == "forked-author":  # the server has not seen that author's fork yet
+                    continue
+                # Anything else an honest server never sends: it verified every entry it holds.
                 raise InvalidEntryError(f"ledger sync: the peer sent an invalid entry ({result.reason})",
                                         reason="sync-invalid")
             for r in (result, *result.released):

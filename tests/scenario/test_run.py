@@ -146,10 +146,15 @@ def test_after_the_heal_every_peer_holds_every_authors_history(run):
     """Ledger completeness (#14): the partition healed, every peer holds what every author
     published while it was split off, and everything older than the last few seconds."""
     _, out, report = run
-    union = {(e.author, e.seq) for e in _entries(out)}
-    authors = {author for author, _ in union}
-    end_ms = max(e.ts for e in _entries(out))
-    settled = {(e.author, e.seq) for e in _entries(out) if e.ts <= end_ms - 10_000}  # gossip + one sync round
+    entries = _entries(out)
+    seqs = {}
+    for e in entries:
+        seqs.setdefault((e.author, e.seq), set()).add(e.cid)
+    forked_at = {author: seq for (author, seq), cids in seqs.items() if len(cids) > 1}
+    authors = {author for author, _ in seqs}
+    end_ms = max(e.ts for e in entries)
+    settled = {(e.author, e.seq) for e in entries if e.ts <= end_ms - 10_000  # gossip + a sync round
+               and e.seq <= forked_at.get(e.author, e.seq)}  # a forked author's later entries are refused
     assert len(authors) == 3
     for name in report["peers"]:
         with Ledger.open(out / "peers" / name, readonly=True) as led:
