@@ -7,6 +7,7 @@ state); 2 bad input from the user (usage, config, files), always as one line
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -50,13 +51,27 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(group: BaseExceptionGroup) -> OSError | None:
+    """A full disk among the failures of several tasks: the one thing the user must fix."""
+    match, _ = group.split(lambda e: isinstance(e, OSError) and e.errno in DISK_FULL)
+    if match is None:
+        return None
+    leaves = [match]
+    while isinstance(leaves[0], BaseExceptionGroup):
+        leaves = list(leaves[0].exceptions)
+    return leaves[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to one-line messages and exit codes."""
     try:
         try:
             rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)
         except BaseExceptionGroup as group:  # trio nurseries wrap what a task raised
-            inner = only_exception(group)
+            inner = only_exception(group) or _disk_full(group)
             if inner is None:
                 raise
             raise inner from None
@@ -79,6 +94,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc).replace("\n", " "), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f"the disk holding {exc.filename}" if exc.filename else "the disk"
+        _fail(f"{where} is full ({exc.strerror}): free some space and run the command again "
+              "(a peer resumes from its last checkpoint, its ledger intact)", 1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -575,9 +575,8 @@ async def open_peer_node(cfg: PeerConfig, *, policy: NetworkPolicy = NO_FAULTS) 
     from learnae.gossip.routing import ContentRouting, open_dht
     from learnae.ledger import Ledger
 
-    existed = cfg.data_dir.expanduser().exists()
     data_dir = prepare_dir(cfg.data_dir, what="--data-dir")  # unwritable: one line naming it, exit 2
-    if not existed or (data_dir / "identity.key").exists():
+    if not any(data_dir.iterdir()) or (data_dir / "identity.key").exists():  # new, or a peer's: not any dir
         os.chmod(data_dir, 0o700)  # key, ledger, checkpoints, metrics: this user's business only
     with DataDirLock(data_dir):
         identity = Identity.load_or_create(data_dir)
