@@ -20,7 +20,7 @@ import trio
 
 from learnae.cli.common import (data_dir_option, emit_json, format_option, prepare_data_dir, reading_store,
                                 resolve_data_dir)
-from learnae.errors import FetchError, UserError
+from learnae.errors import FetchError, UserError, only_exception
 from learnae.fsutil import prepare_output
 from learnae.peer.config import load_config
 from learnae.peer.exchange import check_peer_addrs, open_block_exchange
@@ -224,6 +224,7 @@ def serve(data_dir: Path | None, listen: str) -> None:
     (or to `ipfs swarm connect`): /ip4/.../tcp/.../p2p/<peer-id>.
     """
     from learnae.identity import Identity
+    from learnae.peer.reach import other_machine_lines
 
     store = _store(data_dir)
     home = resolve_data_dir(data_dir)
@@ -234,6 +235,8 @@ def serve(data_dir: Path | None, listen: str) -> None:
     async def run():
         async with open_block_exchange(store.blocks, identity=ident, listen=[listen]) as exchange:
             print(exchange.addr, flush=True)
+            for line in other_machine_lines(exchange.other_addrs):
+                click.echo(line, err=True)
             click.echo(f"serving {store.blocks.root} as {ident.peer_id}; Ctrl-C to stop", err=True)
             try:
                 await trio.sleep_forever()
@@ -242,5 +245,6 @@ def serve(data_dir: Path | None, listen: str) -> None:
 
     try:
         trio.run(run)
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:  # Ctrl-C is how it stops (trio may hand it over inside a group)
+        if not isinstance(only_exception(exc), KeyboardInterrupt):
+            raise

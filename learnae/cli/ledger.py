@@ -62,11 +62,27 @@ def _summary(e) -> str:
 @click.option("--kind", type=click.Choice(["join", "shard", "snapshot", "leave"]), default=None,
               help="Only entries of this kind.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
+@click.option("--latest", is_flag=True,
+              help="Newest first (by time), so --limit N shows the N newest entries.")
 @format_option
-def show(data_dir: Path | None, author: str | None, kind: str | None, limit: int | None, fmt: str) -> None:
-    """List ledger entries (by author, then seq)."""
+def show(data_dir: Path | None, author: str | None, kind: str | None, limit: int | None, latest: bool,
+         fmt: str) -> None:
+    """List ledger entries (by author, then seq; with --latest, newest first).
+
+    A peer keeps only recent snapshots (its own two newest, the neighbours' it merged
+    lately): the model CID of an old snapshot entry may be gone from every store.
+    `learnae peer eval --latest self|any|PEER_ID` evaluates one that is kept.
+
+    \b
+    Example:
+      learnae ledger show --kind snapshot --latest --limit 5   # the five newest snapshots
+    """
     with _open_readonly(data_dir) as led:
-        entries = led.entries(author=author, kind=kind, limit=limit)
+        if latest:
+            entries = sorted(led.entries(author=author, kind=kind), key=lambda e: (e.ts, e.author, e.seq),
+                             reverse=True)[:limit]
+        else:
+            entries = led.entries(author=author, kind=kind, limit=limit)
         if fmt == "json":
             emit_json([e.to_json() for e in entries])
             return

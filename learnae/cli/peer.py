@@ -72,10 +72,12 @@ def check_start(cfg: PeerConfig, sources: dict[str, str]) -> None:
 def start(config_file: Path | None, print_config: bool, **flags) -> None:
     """Join a swarm and train with it until stopped (Ctrl-C leaves gracefully).
 
-    The first line printed is this peer's full multiaddr (with /p2p/<peer-id>):
-    give it to other peers as --bootstrap. Defaults come from
-    `learnae config show`; every flag can also be set as LEARNAE_<KEY> or in
-    <data-dir>/config.toml.
+    The first line printed (once the peer has joined its swarm) is its full
+    multiaddr (with /p2p/<peer-id>): give it to other peers as --bootstrap.
+    Listening on every interface (--listen /ip4/0.0.0.0/tcp/PORT, the default),
+    that line is for peers on this machine; the addresses peers on other machines
+    dial follow on stderr. Defaults come from `learnae config show`; every flag can
+    also be set as LEARNAE_<KEY> or in <data-dir>/config.toml.
 
     \b
     Example (two terminals):

@@ -31,11 +31,14 @@ class BlockExchange:
         addr: the full multiaddr other peers (or ``ipfs swarm connect``) dial.
         peer_id: the host's peer ID.
         bitswap: the running :class:`learnae.storage.bitswap.Bitswap`.
+        other_addrs: on a wildcard listener, the addresses other machines dial
+            (:func:`learnae.peer.reach.other_machine_addrs`); None otherwise.
     """
 
     addr: str
     peer_id: str
     bitswap: object
+    other_addrs: list[str] | None = None
 
     async def fetch(self, cid, providers: Sequence[str], *, timeout_s: float):
         """Bring the DAG under ``cid`` into the block store from ``providers``; its FetchStats.
@@ -61,11 +64,12 @@ async def open_block_exchange(blocks, *, identity: Identity | None = None,
         ServiceError: it cannot be bound.
     """
     from learnae.gossip import dial_line, open_host
+    from learnae.peer.reach import other_machine_addrs
     from learnae.storage.bitswap import Bitswap
 
     identity = identity or Identity.generate()
     async with open_host(identity, list(listen)) as host, Bitswap(host, blocks).run() as bitswap:
-        yield BlockExchange(dial_line(host), identity.peer_id, bitswap)
+        yield BlockExchange(dial_line(host), identity.peer_id, bitswap, other_machine_addrs(host))
 
 
 def check_peer_addrs(addrs: Sequence[str], *, flag: str = "--from") -> None:

@@ -2,8 +2,8 @@
 
 ``run_peer(cfg)`` first checks the user's input and builds the local data and
 model (bad input fails here, before any networking), then opens the peer's
-stack (:func:`~learnae.peer.node.open_peer_node`; its dial line is the first
-line on stdout), joins the swarm of the model and runs :class:`TrainingLoop`
+stack (:func:`~learnae.peer.node.open_peer_node`), joins the swarm of the model
+(then its dial line is the first line on stdout) and runs :class:`TrainingLoop`
 until ``max_steps`` or a signal. Everything it needs to resume lives in the data dir.
 
 The loop, per burst of local steps (in a worker thread, so the network stays
@@ -32,6 +32,8 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import trio
@@ -44,13 +46,14 @@ from learnae.peer.faults import Faults
 from learnae.peer.merging import Merged
 from learnae.peer.node import LEAVE_BUDGET_S, PeerNode, open_peer_node
 from learnae.peer.policy import NO_FAULTS
+from learnae.peer.reach import explain_dial_failure, other_machine_addrs, other_machine_lines, watch_bootstrap
 from learnae.peer.reporting import StatusReporter
 from learnae.peer.view import SnapshotRef
 from learnae.peer.workload import Workload, cut_shard, prepare_workload
 from learnae.threads import run_sized
 from learnae.training.models import check_model_spec
 
-__all__ = ["run_peer", "TrainingLoop"]
+__all__ = ["run_peer", "TrainingLoop", "print_dial_line"]
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +121,33 @@ async def _serve(cfg: PeerConfig, interrupts: Interrupts) -> None:
             work = await trio.to_thread.run_sync(prepare_workload, cfg, shard, test, abandon_on_cancel=True)
     if interrupts.reason is not None:
         return  # stopped while loading: nothing was written, nothing to leave
-    async with open_peer_node(cfg, policy=policy) as node:
-        print(node.addr, flush=True)
-        with interrupts.scope():
+    async with open_peer_node(cfg, policy=policy) as node, trio.open_nursery() as helpers:
+        try:
+            if cfg.bootstrap:
+                helpers.start_soon(partial(watch_bootstrap, node.host, cfg.bootstrap, may_connect=policy.may_connect))
+            with interrupts.scope():
+                if work is None:
+                    work = await _fetch_workload(cfg, node)
             if work is None:
-                work = await _fetch_workload(cfg, node)
-        if work is None:
-            return
-        resumed = _resume(cfg, work)
-        await TrainingLoop(cfg, node, work, resumed=resumed, interrupts=interrupts).run()
+                return
+            resumed = _resume(cfg, work)
+            await TrainingLoop(cfg, node, work, resumed=resumed, interrupts=interrupts,
+                               on_joined=lambda: print_dial_line(node)).run()
+        finally:
+            helpers.cancel_scope.cancel()
+
+
+def print_dial_line(node: PeerNode) -> None:
+    """The peer's first line on stdout, once it is a member of its swarm: its full multiaddr.
+
+    Printed after the join, so a peer that stops at it (a bootstrap peer of another
+    swarm, a chain behind its checkpoint) prints no address nobody could use. On a
+    wildcard listener (``0.0.0.0``) that line is for peers on this machine; the
+    addresses other machines dial follow on stderr.
+    """
+    print(node.addr, flush=True)
+    for line in other_machine_lines(other_machine_addrs(node.host)):
+        print(line, file=sys.stderr, flush=True)
 
 
 async def _fetch_workload(cfg: PeerConfig, node: PeerNode) -> Workload:
@@ -138,8 +159,8 @@ async def _fetch_workload(cfg: PeerConfig, node: PeerNode) -> Workload:
     for addr in cfg.bootstrap:
         try:
             await connect(node.host, addr, timeout_s=cfg.fetch_timeout_s)
-        except ServiceError as exc:
-            log.warning("bootstrap peer %s unreachable while fetching the dataset: %s", addr, exc)
+        except ServiceError as exc:  # watch_bootstrap says it once, at WARNING
+            log.debug("bootstrap %s while fetching the dataset: %s", addr, explain_dial_failure(addr, exc))
     limit_s = max(60.0, 6 * cfg.fetch_timeout_s)
     try:
         with trio.fail_after(limit_s):
@@ -179,11 +200,14 @@ class TrainingLoop:
         node: the open peer node (not joined yet).
         work: the model and data to train.
         resumed: the checkpoint this run resumed from, if any (no catch-up then).
+        interrupts: the signals that stop it (a new set by default).
+        on_joined: called once the node has joined its swarm (``peer start`` prints its dial line).
     """
 
     def __init__(self, cfg: PeerConfig, node: PeerNode, work: Workload, *, resumed: Checkpoint | None = None,
-                 interrupts: Interrupts | None = None):
+                 interrupts: Interrupts | None = None, on_joined: Callable[[], None] | None = None):
         self.cfg, self.node, self.work = cfg, node, work
+        self.on_joined = on_joined
         self.interrupts = interrupts or Interrupts()
         self.trainer = work.trainer
         self.resumed = resumed
@@ -209,6 +233,8 @@ class TrainingLoop:
                             own_seq_at_least=self.resumed.ledger_seq if self.resumed is not None else None)
         if node.swarm is None:
             return  # interrupted while joining: open_peer_node leaves on the way out
+        if self.on_joined is not None:
+            self.on_joined()
         async with trio.open_nursery() as nursery:
             self._background = nursery
             nursery.start_soon(self.reporter.run)

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from learnae.identity import Identity
 from learnae.peer.faults import Attack, Conditions, FaultPlan, write_fault_plan
 from learnae.scenario.process import PeerProcess, PeerStartError
 from learnae.scenario.schema import Plan, PlannedPeer, peer_flags
@@ -99,8 +100,16 @@ class Fleet:
         return args
 
     def launch(self, p: RunPeer, *, min_peers: int, bootstrap: list[str]) -> None:
-        """Start ``p``'s process (its faults file first) without waiting for its address."""
+        """Start ``p``'s process (its key and faults file first) without waiting for its address.
+
+        Its key is made here, so every faults file can name it before it dials anyone (a
+        peer prints its address only once it has joined, and a neighbour whose topology
+        cannot name it yet would refuse its connections meanwhile).
+        """
         p.data_dir.mkdir(parents=True, exist_ok=True)
+        if p.peer_id is None:
+            p.peer_id = Identity.load_or_create(p.data_dir).peer_id
+            self.write_all_faults()
         self.write_faults(p)
         p.proc = PeerProcess.launch(p.data_dir, self._args(p, min_peers=min_peers, bootstrap=bootstrap),
                                     env=self.env)

@@ -45,6 +45,35 @@ def test_show_filters_and_json(home):
     assert len(text.strip().splitlines()) == 3 and "join" in text
 
 
+
+def test_show_latest_lists_the_newest_entries_first(home):
+    h, a, b = home
+    rows = json.loads(run("ledger", "show", "--data-dir", str(h), "--latest", "--format", "json"))
+    assert len(rows) == 9 and rows[0]["kind"] == "join" and rows[0]["author"] == ident(9).peer_id  # just appended
+    assert [r["ts"] for r in rows] == sorted((r["ts"] for r in rows), reverse=True)
+    newest = json.loads(run("ledger", "show", "--data-dir", str(h), "--kind", "snapshot", "--latest", "--limit", "2",
+                            "--format", "json"))
+    assert {r["cid"] for r in newest} == {str(a[3].cid), str(b[3].cid)}  # each author's newest snapshot
+    oldest_first = json.loads(run("ledger", "show", "--data-dir", str(h), "--kind", "snapshot", "--limit", "2",
+                                  "--format", "json"))
+    assert {r["seq"] for r in oldest_first} == {2, 3} and len({r["author"] for r in oldest_first}) == 1
+    text = run("ledger", "show", "--data-dir", str(h), "--latest", "--limit", "1")
+    assert len(text.strip().splitlines()) == 1 and ident(9).peer_id in text
+
+
+def test_peer_eval_latest_names_the_newest_snapshot_still_kept(home):
+    from learnae.errors import UserError
+    from learnae.peer.evaluate import kept_snapshot
+    from learnae.storage.blockstore import BlockStore
+
+    h, a, b = home
+    older = a[2].body["model"]  # a[3]'s model is newer, but no store here keeps it
+    BlockStore(h / "blocks").put_block(older, f"model-{ident(1).peer_id}-2".encode())
+    assert kept_snapshot(h, ident(1).peer_id) == str(older)
+    assert kept_snapshot(h, "any") == str(older)
+    with pytest.raises(UserError, match="no snapshot of .* is kept"):
+        kept_snapshot(h, "self")  # this peer announced none
+
 def test_credits_and_trace(home):
     h, a, b = home
     credits = json.loads(run("ledger", "credits", "--data-dir", str(h), "--format", "json"))

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
+import time
 
 import numpy as np
 
+from learnae.identity import KEY_FILE, Identity
+from learnae.ledger import Ledger
 from learnae.peer.checkpoint import Checkpoint, save_checkpoint
 from learnae.peer.lock import DataDirLock
 from learnae.peer.record import METRICS_FILE, MetricsRecord, append_record, last_record, read_records
@@ -56,6 +60,29 @@ def test_status_of_a_missing_data_dir_is_exit_2(learnae_cli, learnae_home, tmp_p
     assert proc.returncode == 2
     assert proc.stderr.startswith("learnae: error: ") and "--data-dir" in proc.stderr
 
+
+
+def test_state_tells_a_leave_from_a_crash_and_text_shows_accuracies_and_an_age(learnae_cli, learnae_home, tmp_path):
+    data_dir, me = tmp_path / "peer", Identity.generate()
+    me.save(data_dir / KEY_FILE)
+    assert read_status(data_dir).state == "never ran"
+    with Ledger.open(data_dir, me, swarm="s") as led:
+        led.append("join", {"fingerprint": "ff", "framework": "keras", "addrs": []})
+    assert read_status(data_dir).state == "stopped without leaving (crashed or killed)"  # kill -9, a crash
+    with Ledger.open(data_dir, me, swarm="s") as led:
+        led.append("leave", {"reason": "interrupted"})
+    assert read_status(data_dir).state == "left (interrupted)"  # Ctrl-C
+    with DataDirLock(data_dir):
+        assert read_status(data_dir).state == "running"
+
+    append_record(data_dir, MetricsRecord(time=time.time() - 42, step=120, val_accuracy=1.0, test_accuracy=0.913))
+    proc = subprocess.run([*learnae_cli, "peer", "status", "--data-dir", str(data_dir)], capture_output=True,
+                          text=True, timeout=60)
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in proc.stdout.splitlines()}
+    assert rows["state"] == "left (interrupted)"
+    assert rows["test_accuracy"] == "0.913 (held-out test split, all classes)"
+    assert rows["val_accuracy"] == "1.000 (this peer's own validation slice)"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(4[2-9] s ago\)", rows["last_update"]), rows
 
 def test_a_record_round_trips_with_the_keys_the_peer_writes():
     rec = MetricsRecord.from_json(LINE)

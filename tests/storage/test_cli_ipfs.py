@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 
 import pytest
@@ -82,6 +83,19 @@ def test_serve_then_get_from_another_process(tmp_path, learnae_cli):
             server.kill()
             pytest.fail("ipfs serve did not stop on SIGTERM")
 
+
+
+def test_serve_stops_on_ctrl_c_as_it_says_without_an_error(tmp_path, learnae_cli):
+    server = subprocess.Popen([*learnae_cli, "ipfs", "serve", "--data-dir", str(tmp_path / "a")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("/ip4/127.0.0.1/tcp/")
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    err = server.stderr.read()
+    assert "served 0 blocks" in err and "error" not in err and "Traceback" not in err, err
 
 def test_bad_from_address_is_a_user_error(tmp_path, learnae_cli):
     cid = str(unixfs_cid(b"x"))
