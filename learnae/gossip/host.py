@@ -24,8 +24,8 @@ import os
 import random
 import socket
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import multiaddr
 import trio
@@ -33,6 +33,7 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -42,6 +43,9 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from learnae.errors import ConfigError, ServiceError
 from learnae.identity import Identity
 from learnae.log import adopt_library_loggers
+
+if TYPE_CHECKING:
+    from learnae.gossip.relay import RelayParams
 
 __all__ = [
     "open_host",
@@ -173,6 +177,7 @@ async def open_host(
     *,
     mdns: bool = False,
     connection: ConnectionConfig | None = None,
+    relay: RelayParams | None = None,
 ) -> AsyncIterator[IHost]:
     """Start a py-libp2p host for ``identity`` and stop it cleanly on exit.
 
@@ -182,6 +187,8 @@ async def open_host(
         mdns: announce and discover peers by multicast DNS on the LAN (sends
             multicast: off by default).
         connection: override :func:`connection_config`.
+        relay: relay for peers behind NAT, or be one of them (:mod:`learnae.gossip.relay`);
+            None runs neither (the host can still dial relayed addresses).
 
     Yields:
         the running host (``host.get_id()``, ``host.connect()``, ``host.new_stream()``).
@@ -202,8 +209,12 @@ async def open_host(
         _check_port_free(ma)
     host = build_host(identity, listen, mdns=mdns, conn=connection)
     try:
-        async with host.run(listen_addrs=listen):
+        async with host.run(listen_addrs=listen), AsyncExitStack() as stack:
             try:
+                if relay is not None:
+                    from learnae.gossip.relay import relay_services
+
+                    await stack.enter_async_context(relay_services(host, relay))
                 yield host
             finally:
                 with trio.CancelScope(shield=True):
@@ -242,10 +253,11 @@ async def disconnect_all(host: IHost, timeout_s: float = CLOSE_TIMEOUT_S) -> Non
 def full_addrs(host: IHost) -> list[str]:
     """Every address of ``host`` as a dialable string ending in ``/p2p/<peer-id>``.
 
-    Wildcard listen addresses (``0.0.0.0``) are not dialable and come last.
+    Wildcard listen addresses (``0.0.0.0``) are not dialable and come last; relayed ones
+    (``.../p2p-circuit/p2p/<id>``, held by a peer behind NAT) come after the direct ones.
     """
     addrs = [str(a) for a in host.get_addrs()]
-    return sorted(addrs, key=lambda a: ("/ip4/0.0.0.0/" in a or "/ip6/::/" in a, a))
+    return sorted(addrs, key=lambda a: ("/ip4/0.0.0.0/" in a or "/ip6/::/" in a, "/p2p-circuit" in a, a))
 
 
 def dial_line(host: IHost) -> str:
@@ -265,9 +277,14 @@ def dial_line(host: IHost) -> str:
 def parse_peer_addr(addr: str) -> PeerInfo:
     """Parse ``/ip4/H/tcp/P/p2p/<peer-id>`` into a PeerInfo.
 
+    A relayed address, ``<relay's full multiaddr>/p2p-circuit/p2p/<peer-id>`` (a peer
+    behind NAT, :mod:`learnae.gossip.relay`), gives that peer with the whole address.
+
     Raises:
         ConfigError: the string is not a full multiaddr with ``/p2p/<peer-id>``.
     """
+    if "/p2p-circuit" in addr:
+        return _circuit_info(addr)
     try:
         return info_from_p2p_addr(multiaddr.Multiaddr(addr))
     except Exception as exc:
@@ -281,11 +298,17 @@ def parse_peer_addr(addr: str) -> PeerInfo:
 async def connect(host: IHost, addr: str | PeerInfo, timeout_s: float = CONNECT_TIMEOUT_S) -> PeerInfo:
     """Dial a peer by full multiaddr (or PeerInfo) with a deadline.
 
+    Relayed addresses (``<relay>/p2p-circuit/p2p/<id>``, a peer behind NAT) are dialed
+    through their relay, after the direct ones failed (they get half of ``timeout_s``).
+
     Raises:
         ConfigError: ``addr`` is malformed.
         DialError: the peer did not answer within ``timeout_s``.
     """
     info = parse_peer_addr(addr) if isinstance(addr, str) else addr
+    circuits = [str(a) for a in info.addrs if "/p2p-circuit" in str(a)]
+    if circuits and info.peer_id not in host.get_connected_peers():
+        return await _connect_or_relay(host, info, circuits, timeout_s)
     label = addr if isinstance(addr, str) else "/".join(
         [str(info.addrs[0]) if info.addrs else "", "p2p", info.peer_id.to_base58()])
     # py-libp2p refuses to redial a peer that failed recently ("negative cache"), even
@@ -301,3 +324,35 @@ async def connect(host: IHost, addr: str | PeerInfo, timeout_s: float = CONNECT_
     except Exception as exc:
         raise DialError(f"dialing {label} failed: {exc}") from exc
     return info
+
+
+def _circuit_info(addr: str) -> PeerInfo:
+    relay, _, dest = addr.partition("/p2p-circuit")
+    try:
+        parse_peer_addr(relay)
+        if not dest.startswith("/p2p/") or dest.count("/") != 2:
+            raise ValueError(dest)
+        return PeerInfo(ID.from_base58(dest[len("/p2p/"):]), [multiaddr.Multiaddr(addr)])
+    except Exception as exc:
+        raise ConfigError(f"peer address {addr!r} is not a relayed address; it must be "
+                          "<relay multiaddr>/p2p-circuit/p2p/<peer-id>", key="bootstrap") from exc
+
+
+async def _connect_or_relay(host: IHost, info: PeerInfo, circuits: list[str], timeout_s: float) -> PeerInfo:
+    from learnae.gossip.relay import dial_circuit
+
+    direct = [a for a in info.addrs if "/p2p-circuit" not in str(a)]
+    failures = []
+    if direct:
+        try:
+            return await connect(host, PeerInfo(info.peer_id, direct), timeout_s / 2)
+        except DialError as exc:
+            failures.append(str(exc))
+    deadline = trio.current_time() + (timeout_s / 2 if direct else timeout_s)
+    for circuit in circuits:
+        try:
+            await dial_circuit(host, circuit, max(0.1, deadline - trio.current_time()))
+            return info
+        except DialError as exc:
+            failures.append(str(exc))
+    raise DialError("; ".join(failures))

@@ -88,6 +88,9 @@ def _multiaddr(v: str) -> str | None:
 
 def _peer_addrs(vs: list[str]) -> str | None:
     for v in vs:
+        relay, circuit, dest = v.partition("/p2p-circuit")  # a peer behind NAT, through its relay
+        if circuit and re.fullmatch(r"/p2p/\w+", dest) and "/p2p/" in relay and not _multiaddr(relay):
+            continue
         if _multiaddr(v) or "/p2p/" not in v:
             return (f"has {v!r}: each must be a full peer address like /ip4/127.0.0.1/tcp/4010/p2p/12D3KooW..., "
                     "as printed on the first line of `learnae peer start`")
@@ -131,6 +134,8 @@ class PeerConfig:
     bootstrap: list[str] = _opt_list("multiaddrs", "peers to dial at start (any peer can be one)", _peer_addrs)
     mdns: bool = _opt(False, "on/off", "find peers on the local network by multicast DNS (sends LAN multicast)")
     dht: bool = _opt(True, "on/off", "run the Kademlia DHT (server mode) among the swarm's peers")
+    relay: bool = _opt(False, "on/off", "relay for peers behind NAT (circuit relay v2, resource-limited); for a peer others can dial")
+    behind_nat: bool = _opt(False, "on/off", "this peer cannot be dialed from outside its network: reserve a slot on each bootstrap peer that relays (relay = true) and announce the relayed address")
     # -- model and data ---------------------------------------------------------
     model: str = _opt("digits-mlp", "spec", "preset name, module:function or a .keras file")
     dataset: str = _opt("digits", "spec", "digits, an .npz file with x/y, or a shard manifest CID")

@@ -7,7 +7,8 @@ callback's network thread) opens exactly this stack, in this order, with
 1. the data-dir lock and the identity (``<data-dir>/identity.key``);
 2. the Kubo check when ``storage = "kubo"`` (a one-line error, before a port opens);
 3. the ledger (``<data-dir>/ledger``);
-4. the libp2p host (with mDNS when configured) and, in simulations, the
+4. the libp2p host (with mDNS, and the circuit relay for peers behind NAT, when configured:
+   :mod:`learnae.gossip.relay`) and, in simulations, the
    :class:`~learnae.peer.policy.PolicyEnforcer` of the injected faults;
 5. the swarm's Kademlia DHT, which the block exchange asks for providers when
    an announcement's author does not deliver (:mod:`learnae.gossip.routing`);
@@ -554,6 +555,17 @@ async def _open_store(cfg: PeerConfig, host, data_dir, ledger, routing) -> Async
         yield store
 
 
+def _relay_params(cfg: PeerConfig):
+    """What the host does about NAT: relay for others (``relay``), reserve slots on the bootstrap
+    peers (``behind_nat``), or neither (None)."""
+    if not cfg.relay and not cfg.behind_nat:
+        return None
+    from learnae.gossip.relay import RelayParams
+
+    relays = tuple(a for a in cfg.bootstrap if "/p2p-circuit" not in a) if cfg.behind_nat else ()
+    return RelayParams(serve=cfg.relay, reserve_on=relays)
+
+
 @asynccontextmanager
 async def open_peer_node(cfg: PeerConfig, *, policy: NetworkPolicy = NO_FAULTS) -> AsyncIterator[PeerNode]:
     """Open a peer's whole stack on its data dir (see the module docstring for the order).
@@ -585,7 +597,8 @@ async def open_peer_node(cfg: PeerConfig, *, policy: NetworkPolicy = NO_FAULTS) 
 
             await check_kubo_api(cfg.kubo_api)  # UserError (exit 2) naming --kubo-api, before a port opens
         with Ledger.open(data_dir, identity) as ledger:
-            async with open_host(identity, [cfg.listen], mdns=cfg.mdns) as host, AsyncExitStack() as stack:
+            async with open_host(identity, [cfg.listen], mdns=cfg.mdns, relay=_relay_params(cfg)) as host, \
+                    AsyncExitStack() as stack:
                 # zeroconf reports a peer once, maybe before the swarm is joined: collect from now on
                 mdns = stack.enter_context(watch_mdns(host)) if cfg.mdns else None
                 async with open_dht(host, enabled=cfg.dht) as dht:
