@@ -120,12 +120,12 @@ class _QuietRedials(logging.Filter):
 
 
 @contextmanager
-def _quiet_redials(addrs: Sequence[str]) -> Iterator[None]:
+def _quiet_redials(addrs: Sequence[str]) -> Iterator[_QuietRedials]:
     health = logging.getLogger("learnae.gossip.health")
     quiet = _QuietRedials(addrs)
     health.addFilter(quiet)
     try:
-        yield
+        yield quiet
     finally:
         health.removeFilter(quiet)
 
@@ -145,11 +145,15 @@ async def watch_bootstrap(host, addrs: Sequence[str], *, may_connect: Callable[[
 
     async def watch(addr: str) -> None:
         peer, t0 = parse_peer_addr(addr).peer_id, trio.current_time()
+        if may_connect is not None and not may_connect(peer.to_base58()):
+            quiet.addrs.discard(addr)  # refused on purpose: discovery's own redial lines tell it
+            return
         with trio.move_on_after(grace_s):
             while peer not in host.get_connected_peers():
                 await trio.sleep(poll_s)
             return  # reached: discovery keeps it connected
         if may_connect is not None and not may_connect(peer.to_base58()):
+            quiet.addrs.discard(addr)  # refused on purpose: discovery's own redial lines tell it
             return
         try:
             await connect(host, addr, timeout_s=timeout_s)
@@ -162,7 +166,7 @@ async def watch_bootstrap(host, addrs: Sequence[str], *, may_connect: Callable[[
             await trio.sleep(poll_s)
         log.info("bootstrap peer %s reached after %.0f s", addr, trio.current_time() - t0)
 
-    with _quiet_redials(addrs):
+    with _quiet_redials(addrs) as quiet:
         async with trio.open_nursery() as nursery:
             for addr in dict.fromkeys(addrs):
                 nursery.start_soon(watch, addr)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # real processes: make test runs it, make check d
 SCENARIO = """\
 name: short
 seed: 1
-duration: 40s
+duration: 60s
 partition: iid
 peers: 3
 train: {max_steps: 0, checkpoint_every: 5}
