@@ -156,10 +156,11 @@ async def keep_bootstrap(host: IHost, addrs: Sequence[str], *, check_s: float = 
 async def watch_isolation(host: IHost, table: PeerTable, *, grace_s: float = 3.0) -> None:
     """Log a clear line when the peer has had no connection for ``grace_s``, and when
     that ends."""
-    isolated = False
+    isolated = was_connected = False
     alone_since = time.monotonic()
     while True:
         if table.connected():
+            was_connected = True
             if isolated:
                 log.info("no longer isolated: %d peer(s) connected", len(table.connected()))
             isolated = False
@@ -170,7 +171,10 @@ async def watch_isolation(host: IHost, table: PeerTable, *, grace_s: float = 3.0
                 where = dial_line(host)
             except ServiceError:  # the host is shutting down: no listener left
                 where = "(no listen address)"
-            log.warning("isolated: no connected peers; waiting to be dialed at %s "
-                        "(pass it to another peer with --bootstrap)", where)
+            # Alone from the start is how a swarm's first peer begins (INFO); losing every
+            # connection is news (WARNING).
+            (log.warning if was_connected else log.info)(
+                "isolated: no connected peers; waiting to be dialed at %s "
+                "(pass it to another peer with --bootstrap)", where)
         with trio.move_on_after(1.0):
             await table.changed.wait()

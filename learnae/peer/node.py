@@ -316,8 +316,10 @@ class PeerNode:
         """
         waited = 0.0
         while len(present := self.members()) < n:
-            if waited % 10 == 0:
-                log.warning("waiting for %d swarm member(s) before training; %d present", n, len(present))
+            if waited % 10 == 0:  # expected at a start; a minute of it is worth a warning
+                (log.warning if waited == 60 else log.info)(
+                    "waiting for %d swarm member(s) before training; %d present%s", n, len(present),
+                    " (is --min-peers more than will come, or --bootstrap wrong?)" if waited == 60 else "")
             await trio.sleep(0.5)
             waited += 0.5
 
