@@ -12,6 +12,7 @@ edges child entry -> parent entry with weight: forward and reverse lineage),
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from pathlib import Path
@@ -103,7 +104,21 @@ class Index:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._depth -= 1
         if self._depth == 0:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            try:
+                if exc_type is None:
+                    self.db.execute("COMMIT")
+                elif self.db.in_transaction:  # SQLite itself rolls back on a full disk
+                    self.db.execute("ROLLBACK")
+            except sqlite3.OperationalError as failed:
+                self._raise_if_full(failed)
+                raise
+        if exc is not None:
+            self._raise_if_full(exc)
+
+    def _raise_if_full(self, exc: BaseException) -> None:
+        """SQLite's "database or disk is full" as the OSError every other full write raises."""
+        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path)) from exc
 
     # -- writes -----------------------------------------------------------------------
 

@@ -271,6 +271,8 @@ class Ledger:
             LearnaeError: if the ledger was opened without an identity or swarm.
             InvalidEntryError: if ``body`` does not fit ``kind``'s schema.
             StoreError: if the disk write fails (nothing is appended then).
+            OSError: ENOSPC if the index's disk is full after the log write: the entry is
+                appended and the index takes it in when the ledger is next opened.
 
         Example:
             >>> # led.append("snapshot", {"model": cid, "step": 10, "samples": 640,
@@ -285,10 +287,10 @@ class Ledger:
         e = sign_entry(self.identity, swarm=swarm, seq=self.next_seq, prev=self.head, kind=kind, body=body, ts=ts)
         data = e.to_bytes()
         off = self._own.append(data, durable=True)
+        self.head, self.next_seq, self._last_ts = e.cid, e.seq + 1, ts  # the log is the truth: it is appended
         with self.index:
             self.index.add(e, OWN, off, len(data))
             self.index.set_meta("own_size", self._own.size)
-        self.head, self.next_seq, self._last_ts = e.cid, e.seq + 1, ts
         return e
 
     # -- other peers' entries -----------------------------------------------------------

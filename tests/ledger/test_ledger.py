@@ -187,6 +187,24 @@ def test_torn_tail_is_dropped_on_open(tmp_path, alice):
         assert all(decode_entry(d) for _, d in led.raw_entries())
 
 
+def test_a_full_index_disk_raises_enospc_and_the_chain_resumes_intact(tmp_path, alice):
+    """SQLite's "database or disk is full" is the same OSError as any full write (one CLI line, exit 1)."""
+    import errno
+
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
+        led.append("join", {"fingerprint": "ff", "framework": "keras", "addrs": []})
+        pages = led.index.db.execute("PRAGMA page_count").fetchone()[0]
+        led.index.db.execute(f"PRAGMA max_page_count={pages}")  # SQLite's own way to run out of room
+        with pytest.raises(OSError) as raised:
+            for i in range(10_000):
+                led.append("snapshot", snapshot_body(f"m{i}"))
+        assert raised.value.errno == errno.ENOSPC and raised.value.filename.endswith("index.sqlite")
+        written = led.next_seq
+    with Ledger.open(tmp_path, alice, swarm=SWARM) as led:  # space is back: the chain is whole and goes on
+        assert [e.seq for e in led.entries(author=alice.peer_id)] == list(range(written))
+        assert led.append("snapshot", snapshot_body("after")).seq == written
+
+
 def test_index_is_rebuilt_when_damaged_and_readers_never_write(tmp_path, alice, bob):
     chain = make_chain(bob, 4)
     with Ledger.open(tmp_path, alice, swarm=SWARM) as led:
