@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's C++ start-up banner in every process we start.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test check demo bench scenarios install clean
+.PHONY: test check docker-test demo bench scenarios install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 # The fast tier for day-to-day work: everything but the long end-to-end runs (marked slow).
 check: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+# compose.yaml in a real Docker engine (started with docker-up where none runs): 4 to 15 minutes.
+docker-test: $(STAMP)
+	LEARNAE_DOCKER_TEST=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/scenario/test_compose_engine.py
 
 # The quickstart scenario: 4 real peers on loopback; prints where its report and plot are.
 demo: $(STAMP)

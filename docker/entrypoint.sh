@@ -3,6 +3,8 @@
 #
 #   learnae-entrypoint learnae peer start [FLAG...]   join the compose swarm, then exec the peer
 #   learnae-entrypoint health                         the container healthcheck (exit 0 = healthy)
+#   learnae-entrypoint status [FLAG...]               `learnae peer status` of this container's peer
+#   learnae-entrypoint data-dir                       the data dir this container's peer runs on
 #   learnae-entrypoint COMMAND...                     anything else runs as is (`learnae ledger verify /data`)
 #
 # Compose cannot tell a container the bootstrap peer's ID (a key is made at first start, and none
@@ -24,12 +26,18 @@
 #   LEARNAE_STORAGE=kubo  wait (SWARM_WAIT_S) until the Kubo RPC API at LEARNAE_KUBO_API accepts
 #                         connections: the peer checks it once at start and exits if it is not up.
 #
-# The peer's port comes from LEARNAE_LISTEN [default /ip4/0.0.0.0/tcp/4010].
+# The peer's port comes from LEARNAE_LISTEN [default /ip4/0.0.0.0/tcp/4010]. A peer tells the
+# others the address it listens on (its ledger `join` entry, the DHT), and 0.0.0.0 is no address
+# another container can dial: with that wildcard, `learnae peer start` listens on this container's
+# own IPv4 address instead (SWARM_LISTEN_WILDCARD=1 keeps the wildcard). The address survives a
+# `docker network disconnect` / `connect`: Docker gives the container the same one back while no
+# other container took it meanwhile.
 set -eu
 
 SWARM_DIR=${SWARM_DIR:-/swarm}
 ADDR_FILE=$SWARM_DIR/bootstrap.addr
-# Where `health` finds the data dir this container's peer runs on (a replica picks it at start).
+# Where `health` finds the data dir this container's peer runs on (a replica picks it at start),
+# and the address it listens on: two lines.
 STATE_FILE=${TMPDIR:-/tmp}/learnae-data-dir
 LISTEN=${LEARNAE_LISTEN:-/ip4/0.0.0.0/tcp/4010}
 PORT=${LISTEN##*/tcp/}
@@ -38,27 +46,43 @@ PORT=${PORT%%/*}
 say() { echo "learnae-entrypoint: $*" >&2; }
 die() { say "error: $*"; exit 2; }
 
+data_dir() {
+    dir=$(sed -n 1p "$STATE_FILE" 2>/dev/null) || dir=
+    [ -n "$dir" ] || dir=${LEARNAE_HOME:-/data}
+    echo "$dir"
+}
+
 health() {
-    dir=$(cat "$STATE_FILE" 2>/dev/null || echo "${LEARNAE_HOME:-/data}")
+    dir=$(data_dir)
+    listen=$(sed -n 2p "$STATE_FILE" 2>/dev/null) || listen=
+    [ -z "$listen" ] || LISTEN=$listen
     host=$(echo "$LISTEN" | cut -d/ -f3)
+    PORT=${LISTEN##*/tcp/}
+    PORT=${PORT%%/*}
     [ "$host" != 0.0.0.0 ] || host=127.0.0.1
     status=$(learnae peer status --data-dir "$dir" --format json) || exit 1
     # Healthy: the peer holds its data dir's lock, accepts connections on its port, and (once it
-    # has written one) its latest metrics record is younger than SWARM_HEALTH_MAX_AGE_S.
+    # has written one) its latest metrics record is younger than SWARM_HEALTH_MAX_AGE_S. A record
+    # older than this start (the state file's time) is a previous run's: a restarted peer that has
+    # not written its first one yet is judged like a new one.
     printf '%s' "$status" | python3 -c '
-import json, socket, sys, time
+import json, os, socket, sys, time
 s, host, port, max_age = json.load(sys.stdin), sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+try:
+    started = os.stat(sys.argv[4]).st_mtime
+except OSError:
+    started = 0.0
 if not s["running"]:
     sys.exit("no peer is running on %s" % s["data_dir"])
 try:
     socket.create_connection((host, port), timeout=2).close()
 except OSError as exc:
     sys.exit("the peer does not accept connections on %s:%d: %s" % (host, port, exc))
-age = time.time() - s["last_update"] if s["last_update"] else 0.0
+age = time.time() - s["last_update"] if s["last_update"] and s["last_update"] >= started else 0.0
 if age > max_age:
     sys.exit("the last metrics record is %.0f s old (more than %g s)" % (age, max_age))
 print("step %s  accuracy %s  peers %s  merges %s" % (s["step"], s["accuracy"], s["peers"], s["merges"]))
-' "$host" "$PORT" "${SWARM_HEALTH_MAX_AGE_S:-120}"
+' "$host" "$PORT" "${SWARM_HEALTH_MAX_AGE_S:-120}" "$STATE_FILE"
 }
 
 # Claim the first free slot in 1..$1; leaves the slot's lock open on fd 9 for the peer to inherit.
@@ -99,6 +123,20 @@ while True:
     say "Kubo RPC API at $api"
 }
 
+# The wildcard listen address becomes this container's own IPv4 address (see the header).
+listen_on_own_address() {
+    [ "$(echo "$LISTEN" | cut -d/ -f2,3)" = ip4/0.0.0.0 ] || return 0
+    [ "${SWARM_LISTEN_WILDCARD:-0}" != 1 ] || return 0
+    ip=$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk '$1 !~ /^127\./ { print $1; exit }') || ip=
+    if [ -z "$ip" ]; then
+        say "no IPv4 address of $(hostname) found: listening on $LISTEN, which other peers cannot dial"
+        return 0
+    fi
+    LISTEN="/ip4/$ip/${LISTEN#/ip4/0.0.0.0/}"
+    export LEARNAE_LISTEN="$LISTEN"
+    say "listening on $LISTEN"
+}
+
 publish_bootstrap_addr() {
     dir=${LEARNAE_HOME:-/data}
     mkdir -p "$dir" "$SWARM_DIR"
@@ -135,6 +173,14 @@ if [ "$#" -eq 1 ] && [ "$1" = health ]; then
     health
     exit $?
 fi
+if [ "$#" -eq 1 ] && [ "$1" = data-dir ]; then
+    data_dir
+    exit 0
+fi
+if [ "$#" -ge 1 ] && [ "$1" = status ]; then
+    shift
+    exec learnae peer status --data-dir "$(data_dir)" "$@"
+fi
 if [ "$#" -lt 3 ] || [ "$1" != learnae ] || [ "$2" != peer ] || [ "$3" != start ]; then
     exec "$@"
 fi
@@ -163,5 +209,6 @@ fi
 if [ "${LEARNAE_STORAGE:-}" = kubo ]; then
     wait_for_kubo
 fi
-printf '%s\n' "${LEARNAE_HOME:-$DATA_ROOT}" >"$STATE_FILE"
+listen_on_own_address
+printf '%s\n%s\n' "${LEARNAE_HOME:-$DATA_ROOT}" "$LISTEN" >"$STATE_FILE"
 exec "$@"

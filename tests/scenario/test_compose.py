@@ -1,7 +1,7 @@
 """compose.yaml, the Dockerfile, docker/entrypoint.sh and `learnae scenario compose`.
 
-There is no Docker engine on the machines these tests run on, so they check what can be
-checked without one: the compose files parse and use only keys of the compose spec; every
+These check what can be checked without a Docker engine (test_compose_engine.py runs the
+image and the swarm under a real one): the compose files parse and use only keys of the compose spec; every
 peer's command line, with the environment its container gets, is accepted by the real
 `learnae peer start` parser and config validation; the entrypoint (run with the same
 /bin/sh the image has) publishes the bootstrap address, hands out distinct shards and judges
@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -379,6 +380,50 @@ def test_entrypoint_health_needs_a_running_listening_peer_with_fresh_metrics(tmp
             assert deaf.returncode == 1 and "does not accept connections" in deaf.stderr
 
 
+def test_entrypoint_listens_on_the_container_address_and_health_follows_it(tmp_path):
+    env = _stub_learnae(tmp_path)
+    # the container's name resolves to its address on the network (and, here, a loopback alias)
+    getent = tmp_path / "bin" / "getent"
+    getent.write_text('#!/bin/sh\nif [ "$1" = ahostsv4 ] && [ "$2" = "$(hostname)" ]; then\n'
+                      '  printf "127.0.1.1 STREAM x\\n10.9.8.7 STREAM x\\n10.9.8.7 DGRAM\\n"\nelse\n'
+                      '  exec /usr/bin/getent "$@"\nfi\n')
+    getent.chmod(0o755)
+    data = tmp_path / "data"
+    env.update(LEARNAE_HOME=str(data), LEARNAE_LISTEN="/ip4/0.0.0.0/tcp/4010",
+               LEARNAE_BOOTSTRAP=f"/ip4/10.9.8.2/tcp/4010/p2p/{Identity.generate().peer_id}")
+    state = tmp_path / "learnae-data-dir"
+
+    def start(**extra) -> dict:
+        done = _entrypoint(["learnae", "peer", "start"], {**env, **extra})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    # 0.0.0.0 is no address another container can dial: the peer listens (and so announces) its own
+    assert start()["listen"] == "/ip4/10.9.8.7/tcp/4010"
+    assert state.read_text().splitlines() == [str(data), "/ip4/10.9.8.7/tcp/4010"]
+    assert start(SWARM_LISTEN_WILDCARD="1")["listen"] == "/ip4/0.0.0.0/tcp/4010"
+    assert start(LEARNAE_LISTEN="/ip4/127.0.0.1/tcp/4555")["listen"] == "/ip4/127.0.0.1/tcp/4555"
+
+    # health, status and data-dir follow what the peer was started with, not the container's env
+    data.mkdir(exist_ok=True)
+    with socket.socket() as listener, DataDirLock(data):
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        state.write_text(f"{data}\n/ip4/127.0.0.1/tcp/{listener.getsockname()[1]}\n")
+        other = {**env, "LEARNAE_HOME": str(tmp_path / "elsewhere"), "LEARNAE_LISTEN": "/ip4/10.9.8.7/tcp/1"}
+        assert _entrypoint(["data-dir"], other).stdout.strip() == str(data)
+        status = _entrypoint(["status", "--format", "json"], other)
+        assert status.returncode == 0 and json.loads(status.stdout)["data_dir"] == str(data)
+        # a record of a run before this start (a restarted container) is not held against it
+        old = {"time": time.time() - 600, "step": 40, "val_accuracy": 0.9, "peers": 3, "merges": 7}
+        (data / "metrics.jsonl").write_text(json.dumps(old) + "\n")
+        healthy = _entrypoint(["health"], other)
+        assert healthy.returncode == 0, healthy.stderr
+        os.utime(state, (time.time() - 900, time.time() - 900))  # the same record, written by this run
+        stale = _entrypoint(["health"], other)
+        assert stale.returncode == 1 and "s old" in stale.stderr
+
+
 # -- the Dockerfile -----------------------------------------------------------------------------
 
 def _dockerfile() -> list[str]:
@@ -407,11 +452,17 @@ def _makefile_install_steps() -> list[str]:
     return [step for step in recipe if not step.startswith("touch ")]
 
 
+def _stages(lines: list[str]) -> list[list[str]]:
+    """The Dockerfile's build stages, each from its FROM line on."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    return [lines[a:b] for a, b in zip(starts, [*starts[1:], len(lines)])]
+
+
 def test_dockerfile_installs_with_the_readme_commands():
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "creates .venv if missing, installs learnae" in readme
     steps = _makefile_install_steps()
-    lines = _dockerfile()
+    *builders, lines = _stages(_dockerfile())
     runs = [(lines[i - 1], line[len("RUN "):]) for i, line in enumerate(lines) if line.startswith("RUN ")]
     named = [(comment[len("# Makefile: "):], cmd) for comment, cmd in runs if comment.startswith("# Makefile: ")]
     assert [make for make, _ in named] == steps, "every install step of the Makefile, in order, and nothing else"
@@ -423,12 +474,24 @@ def test_dockerfile_installs_with_the_readme_commands():
                     .replace("$(PYTHON)", "python").replace("-e '.[test]'", "."))
         assert docker == expected
     assert any(docker.endswith("pip install --quiet .") for _, docker in named)
-    assert [cmd for _, cmd in runs if "pip" in cmd or "venv" in cmd] == [docker for _, docker in named], \
+    # Besides those, one layer installs the dependencies alone (cached until setup.cfg changes) with
+    # the same command, on a stand-in of the package that it removes again.
+    install = named[-1][1]
+    (deps,) = [cmd for comment, cmd in runs if comment.startswith("# Makefile (dependencies): ")]
+    assert f"&& {install} && " in deps and "pip uninstall --quiet -y learnae" in deps
+    assert [cmd for _, cmd in runs if "pip" in cmd or "venv" in cmd] == [*(d for _, d in named[:-1]), deps, install], \
         "no install step the README does not have"
+    # The compiler lives in the build stage only: the final image takes the wheels it built (what
+    # has no wheel on the registry: libp2p's fastecdsa) and installs no system package.
+    (wheels,) = builders
+    assert wheels[0] == "FROM python:3.11-slim AS wheels"
+    assert any("apt-get install" in line and "gcc" in line and "libgmp-dev" in line for line in wheels)
+    assert "COPY --from=wheels /wheels /wheels" in lines and "ARG PIP_FIND_LINKS=/wheels" in lines
+    assert not any("apt-get" in line for line in lines)
 
 
 def test_dockerfile_runs_the_entrypoint_as_a_user_with_a_healthcheck():
-    lines = [line for line in _dockerfile() if line and not line.startswith("#")]
+    lines = [line for line in _stages(_dockerfile())[-1] if line and not line.startswith("#")]
     assert lines[0] == "FROM python:3.11-slim"
     env = " ".join(line for line in lines if line.startswith("ENV "))
     assert "TF_CPP_MIN_LOG_LEVEL=2" in env and "LEARNAE_HOME=/data" in env and "PATH=/opt/venv/bin:" in env
@@ -475,12 +538,13 @@ def test_generated_file_runs_each_planned_peer_on_its_own_shard_and_volume():
     assert services["late-1"]["profiles"] == ["join"], "a peer that joins later is started by hand"
     assert all("profiles" not in s for n, s in services.items() if n != "late-1")
     assert doc["networks"] == {"private": {"internal": True}}
-    assert doc["name"] == "learnae-compose-check"
+    assert "name" not in doc  # Compose 1.29 refuses a top-level name: the header gives the -p to pass
 
     header = text.split("\n\n")[0]
     assert all(line.startswith("#") for line in header.splitlines())
     for said in ("2 events: join, kill", "network conditions", "slowdowns of peer-2", "evil (sign-flip)",
-                 "run as honest peers", "duration 150s", "docker compose up -d late-1"):
+                 "run as honest peers", "duration 150s",
+                 "docker compose -p learnae-compose-check -f FILE up -d`", "-p learnae-compose-check -f FILE up -d late-1"):
         assert said in header
 
 
@@ -569,3 +633,17 @@ def test_docs_say_how_to_run_it_and_what_was_tested():
                  "learnae scenario compose", "learnae peer status", "not tested"):
         assert said in text
     assert "(docs/docker.md)" in (REPO / "README.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose (Compose 1.29) here")
+@pytest.mark.parametrize("which", ["compose.yaml", "generated", "generated with kubo"])
+def test_compose_1_29_accepts_the_files(tmp_path, which):
+    """``docker-compose config`` parses and checks a file without an engine: it refused `name:` once."""
+    if which == "compose.yaml":
+        path = REPO / "compose.yaml"
+    else:
+        path = tmp_path / "generated.yaml"
+        path.write_text(compose_yaml(_scenario_plan(), kubo=which.endswith("kubo")))
+    done = subprocess.run(["docker-compose", "-f", str(path), "--project-directory", str(REPO), "config", "-q"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PEERS": "3"})
+    assert done.returncode == 0, done.stderr
