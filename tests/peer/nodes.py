@@ -39,8 +39,11 @@ async def eventually(predicate, what: str, timeout_s: float = 30.0) -> None:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def wait_until(predicate, timeout_s: float = 300.0, what: str = "condition") -> None:
-    """Poll ``predicate()`` (blocking, for tests driving peer processes) until true, or fail naming ``what``."""
+def wait_until(predicate, timeout_s: float = 300.0, what: str = "condition", detail=None) -> None:
+    """Poll ``predicate()`` (blocking, for tests driving peer processes) until true, or fail naming ``what``.
+
+    ``detail``: a callable whose text (the peers' logs, say) the failure message ends with.
+    """
     import time
 
     deadline = time.monotonic() + timeout_s
@@ -48,4 +51,4 @@ def wait_until(predicate, timeout_s: float = 300.0, what: str = "condition") -> 
         if predicate():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}" + (f"\n{detail()}" if detail else ""))

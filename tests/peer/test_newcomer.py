@@ -119,7 +119,8 @@ def test_a_bootstrap_peer_not_up_yet_is_waited_for_and_a_wildcard_listener_names
         wait_until(lambda: "listening on every interface" in log_of(late), 30, "the other machines' addresses")
         lan = [line.strip() for line in log_of(late).splitlines() if line.startswith("  /ip")]
         assert all(a.endswith(f"/tcp/{port}/p2p/{late_id}") and "/127.0.0.1/" not in a for a in lan)  # ... theirs
-        wait_until(lambda: any(r["step"] >= 40 for r in early.metrics()), 180, "early to train with late")
+        wait_until(lambda: any(r["step"] >= 40 for r in early.metrics()), 180, "early to train with late",
+                   detail=lambda: f"early:\n{log_of(early)[-4000:]}\nlate:\n{log_of(late)[-3000:]}")
 
         lines = log_of(early).splitlines()
         (said,) = [line for line in lines if addr.split("/p2p/")[0] in line or late_id in line]
