@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import sys
 
 # TensorFlow's C++ side prints start-up banners (oneDNN, CPU features) unless told not to;
@@ -65,8 +66,20 @@ def _disk_full(group: BaseExceptionGroup) -> OSError | None:
     return leaves[0]
 
 
+def _take_sigint() -> None:
+    """Make SIGINT (Ctrl-C, ``kill -INT``) the graceful stop it is documented to be, always.
+
+    A shell without job control starts a background job (``learnae peer start &`` in a
+    script, a CI step) with SIGINT ignored, and Python leaves an inherited SIG_IGN alone:
+    such a peer, server or scenario runner would never leave on SIGINT.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to one-line messages and exit codes."""
+    _take_sigint()
     try:
         try:
             rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)

@@ -195,8 +195,10 @@ def _peer_processes(marker: str) -> list[int]:
 def test_interrupting_the_runner_stops_every_peer_and_writes_the_partial_report(tmp_path, signum):
     (tmp_path / "s.yaml").write_text("name: stop\nduration: 5m\npeers: 2\nexpect: [mean_accuracy >= 0.1]\n")
     out = tmp_path / "out"
+    # started as a script's `&` starts it, with SIGINT ignored: Ctrl-C must stop it all the same
     runner = subprocess.Popen([sys.executable, "-m", "learnae.cli.main", "scenario", "run", str(tmp_path / "s.yaml"),
-                               "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 180
         metrics = [out / "peers" / f"peer-{i}" / "metrics.jsonl" for i in range(2)]

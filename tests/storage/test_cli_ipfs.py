@@ -85,9 +85,15 @@ def test_serve_then_get_from_another_process(tmp_path, learnae_cli):
 
 
 
-def test_serve_stops_on_ctrl_c_as_it_says_without_an_error(tmp_path, learnae_cli):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell without job control starts `cmd &`
+
+
+@pytest.mark.parametrize("started", ["in the foreground", "in the background"])
+def test_serve_stops_on_ctrl_c_as_it_says_without_an_error(tmp_path, learnae_cli, started):
     server = subprocess.Popen([*learnae_cli, "ipfs", "serve", "--data-dir", str(tmp_path / "a")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_ignore_sigint if started == "in the background" else None)
     try:
         assert server.stdout.readline().startswith("/ip4/127.0.0.1/tcp/")
         server.send_signal(signal.SIGINT)
