@@ -16,8 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# Two workers (pytest-xdist), one test file each at a time: the slow tests wait on peer
+# processes more than they compute, and a file's module fixtures stay in one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=30
 
 # The fast tier for day-to-day work: everything but the long end-to-end runs (marked slow).
 check: $(STAMP)
