@@ -234,11 +234,11 @@ def serve(data_dir: Path | None, listen: str) -> None:
 
     async def run():
         async with open_block_exchange(store.blocks, identity=ident, listen=[listen]) as exchange:
-            print(exchange.addr, flush=True)
-            for line in other_machine_lines(exchange.other_addrs):
-                click.echo(line, err=True)
-            click.echo(f"serving {store.blocks.root} as {ident.peer_id}; Ctrl-C to stop", err=True)
-            try:
+            try:  # from the first line on, a Ctrl-C at any moment ends with the summary
+                print(exchange.addr, flush=True)
+                for line in other_machine_lines(exchange.other_addrs):
+                    click.echo(line, err=True)
+                click.echo(f"serving {store.blocks.root} as {ident.peer_id}; Ctrl-C to stop", err=True)
                 await trio.sleep_forever()
             finally:
                 click.echo(f"served {exchange.bitswap.stats['blocks_sent']} blocks", err=True)

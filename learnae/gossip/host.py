@@ -226,9 +226,14 @@ async def open_host(
 
 async def stop_listening(host: IHost, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
     """Close the listeners, so no peer can connect while the host shuts down
-    (a connection accepted by a stopping swarm fails with a LifecycleError)."""
+    (a connection accepted by a stopping swarm fails with a LifecycleError); the
+    host then has no addresses."""
+    listeners = host.get_network().listeners
     with trio.move_on_after(timeout_s):
-        for listener in list(host.get_network().listeners.values()):
+        for key in list(listeners):
+            # Unlisted before it closes: GossipSub's heartbeat, still running, signs the host's
+            # addresses into a peer record, and a closing socket's getsockname() raises EBADF.
+            listener = listeners.pop(key)
             try:
                 await listener.close()
             except Exception as exc:

@@ -66,3 +66,32 @@ def test_validator_reasons():
     assert v.check(good.to_bytes(), other.peer_id)[1] == "signer-mismatch"
     wrong = sign_entry(me, swarm="0" * 16, seq=0, prev=None, kind="leave", body={"reason": "ok"})
     assert v.check(wrong.to_bytes(), me.peer_id)[1] == "wrong-swarm"
+
+
+async def test_a_host_stopping_its_listeners_never_lists_a_closed_socket():
+    """GossipSub's heartbeat signs the host's addresses into control messages while the host
+    shuts down; a listener still listed while its socket closed raised EBADF and took it down."""
+    import trio
+    from libp2p.peer.peerstore import env_to_send_in_RPC
+
+    from learnae.gossip.host import stop_listening
+
+    errors = []
+
+    async def sign_forever(host) -> None:  # as a heartbeat would, at every checkpoint
+        while True:
+            try:
+                env_to_send_in_RPC(host)
+            except OSError as exc:
+                errors.append(exc)
+            await trio.sleep(0)
+
+    async with open_host(Identity.generate()) as host:
+        assert host.get_addrs()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sign_forever, host)
+            await trio.sleep(0.05)
+            await stop_listening(host)
+            await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        assert errors == [] and host.get_addrs() == []
