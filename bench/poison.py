@@ -1,0 +1,92 @@
+"""Poisoned snapshots under every merge rule: honest accuracy against a clean run of the same rule.
+
+Issue #15: models scaled by -10 and by 1e30, published by one hostile peer and by several
+(Sybils: separate identities, separate processes), under every rule: no honest peer dies,
+and the honest peers' test accuracy stays within 5 points of a clean run of the same rule.
+
+Each row is real ``learnae scenario run`` swarms on 127.0.0.1 (digits, IID, the MLP, a fixed
+step budget, so a loaded machine slows a run down rather than shortening its training):
+``--honest`` honest peers, plus 1 or ``--sybils`` peers whose every published snapshot is
+``scale * w`` (attack mode ``scaled``); the clean runs have the same peers, all honest, and
+their accuracy is the mean over all of them. What stops them is the peer's distance bound (every
+contribution is clipped to a radius around the local model) and, for robust rules, the rule.
+
+Run:
+    .venv/bin/python -m bench.poison                           # every rule: 6 runs per rule
+    .venv/bin/python -m bench.poison --rules mean,median --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from learnae.averaging.merge import RULES
+
+ATTACKS = [("one x -10", 1, -10.0), ("one x 1e30", 1, 1e30), ("sybils x -10", None, -10.0),
+           ("sybils x 1e30", None, 1e30)]
+
+
+def scenario(rule: str, honest: int, attackers: int, scale: float | None, steps: int) -> dict:
+    """``honest`` peers and ``attackers`` more: hostile with ``scale``, honest with None (the clean run)."""
+    peers: list = [f"peer-{i}" for i in range(honest)]
+    peers += [f"sybil-{i}" if scale is None else {"name": f"sybil-{i}", "attack": {"mode": "scaled", "scale": scale}}
+              for i in range(attackers)]
+    return {
+        "name": f"poison-{rule}", "seed": 3, "duration": "600s", "dataset": "digits", "partition": "iid",
+        "model": "digits-mlp", "peers": peers, "train": {"max_steps": steps},
+        "merge": {"every": 5, "k": 4, "rule": rule},
+        "expect": [{"ledger_valid": True}],
+    }
+
+
+def run(spec: dict, out: Path) -> dict:
+    path = out.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "learnae.cli.main", "scenario", "run", str(path), "--out", str(out),
+                    "--quiet"], stdout=subprocess.DEVNULL, timeout=1800)
+    report = json.loads((out / "report.json").read_text())
+    accs = [p["final"]["judged_accuracy"] or 0.0 for p in report["peers"].values() if p["honest"]]
+    return {"mean": sum(accs) / len(accs), "min": min(accs), "alive": report["final"]["peers_alive"],
+            "peers": len(spec["peers"]), "wall": time.monotonic() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.poison", description=__doc__.split("\n")[0])
+    ap.add_argument("--rules", default=",".join(RULES))
+    ap.add_argument("--honest", type=int, default=4)
+    ap.add_argument("--sybils", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=300)
+    args = ap.parse_args(argv)
+    ok = True
+    print("| rule | attack | honest mean / min test accuracy | vs clean (pts) | peers alive | wall |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="poison-") as tmp:
+        for rule in args.rules.split(","):
+            clean = {}  # by swarm size: the same peers, every one honest
+            for n in sorted({1, args.sybils}):
+                clean[n] = c = run(scenario(rule, args.honest, n, None, args.steps), Path(tmp) / f"{rule}-clean{n}")
+                print(f"| {rule} | none ({args.honest + n} honest peers) | {c['mean']:.3f} / {c['min']:.3f} | | "
+                      f"{c['alive']} / {c['peers']} | {c['wall']:.0f} s |", flush=True)
+            for label, n, scale in ATTACKS:
+                n = n or args.sybils
+                r = run(scenario(rule, args.honest, n, scale, args.steps), Path(tmp) / f"{rule}-{label.replace(' ', '')}")
+                drop = 100 * (clean[n]["mean"] - r["mean"])
+                good = drop <= 5 and r["alive"] == r["peers"]
+                ok &= good
+                print(f"| {rule} | {label} | {r['mean']:.3f} / {r['min']:.3f} | {-drop:+.1f}{'' if good else ' FAIL'} | "
+                      f"{r['alive']} / {r['peers']} | {r['wall']:.0f} s |", flush=True)
+    print("\nPASS" if ok else "\nFAIL: a row above lost more than 5 points or a peer")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
