@@ -62,7 +62,10 @@ def test_validator_reasons():
     assert v.check(good.to_bytes(), me.peer_id) == (good, None)
     assert v.check(b"\x00" * 65537, me.peer_id)[1] == "oversize"
     assert v.check(b"\xff\xfe", me.peer_id)[1] == "undecodable"
-    assert v.check(good.to_bytes().replace(b"ok", b"OK"), me.peer_id)[1] == "bad-signature"
+    # the body's CBOR "reason": "ok" alone (a bare b"ok" may also be in the random peer ID or signature)
+    tampered = good.to_bytes().replace(b"\x66reason\x62ok", b"\x66reason\x62OK")
+    assert tampered != good.to_bytes()
+    assert v.check(tampered, me.peer_id)[1] == "bad-signature"
     assert v.check(good.to_bytes(), other.peer_id)[1] == "signer-mismatch"
     wrong = sign_entry(me, swarm="0" * 16, seq=0, prev=None, kind="leave", body={"reason": "ok"})
     assert v.check(wrong.to_bytes(), me.peer_id)[1] == "wrong-swarm"

@@ -34,7 +34,7 @@ async def test_invalid_announcements_are_rejected_and_not_forwarded(chain_check)
 
         other = Identity.generate()
         good = m.entry().to_bytes()
-        tampered = good.replace(b"n1", b"n9")
+        tampered = good.replace(b"\x66reason\x62n1", b"\x66reason\x62n9")  # the body alone, not a key's bytes
         assert tampered != good
         bad = {
             "oversize": b"\xa9" + b"\x00" * 70_000,
