@@ -246,9 +246,11 @@ def test_peers_behind_nat_join_through_a_relay_and_their_snapshots_are_merged(tm
         assert merged[ids["n0"]] > 0 and merged[ids["n1"]] > 0, (name, merged)
     # p1 and p2 reached their NATed bootstrap peer through the relay ...
     assert ids["n1"] in events["p1"]["dialed_via_relay"] and ids["n0"] in events["p2"]["dialed_via_relay"], events
-    assert ids["p1"] in events["n1"]["relayed_only"] and ids["p2"] in events["n0"]["relayed_only"], events
-    # ... n1 then dialed p1 directly (DCUtR's first step) and the relay was no longer needed; n0 could not
-    # reach p2 (the router drops it), so that pair stayed relayed and still exchanged snapshots
-    assert ids["p1"] in events["n1"]["upgraded"], events["n1"]
+    assert ids["p2"] in events["n0"]["relayed_only"], events
+    # ... n1 can dial p1 directly: when p1's relayed dial came first, n1 upgraded that connection (DCUtR's
+    # first step); when n1's own dial won the race (seen once in a loaded run) there was nothing to upgrade.
+    # n0 could not reach p2 (the router drops it), so that pair stayed relayed and still exchanged snapshots
+    if ids["p1"] in events["n1"]["relayed_only"]:
+        assert ids["p1"] in events["n1"]["upgraded"], events["n1"]
     assert ids["p2"] not in events["n0"]["upgraded"], events["n0"]
     assert merged_authors(peers["p2"])[ids["n0"]] > 0 and merged_authors(peers["n0"])[ids["p2"]] > 0
