@@ -12,7 +12,8 @@
 * :meth:`Gossip.stats`: counters (published, delivered, rejected by reason, shed,
   dropped) for status lines and metrics.
 
-Shutdown is ordered so it cannot crash: flush the publish queue, stop accepting
+Shutdown is ordered so it cannot crash and loses no announcement it could send:
+flush the publish queue to every neighbour's stream, linger for them to read it, stop accepting
 pubsub streams and messages, close every connection, and only then stop the
 pubsub services (with py-libp2p 0.8.1, leaving while messages arrive raised
 "Nursery is closed to new arrivals" in 9 of 10 runs of 8 hosts).
@@ -61,6 +62,7 @@ class PublishParams:
     outbound_backlog_rpcs: int = 64  # wait while any peer's outbound queue holds more...
     outbound_wait_max_s: float = 2.0  # ...but no longer: one stuck peer must not stop the swarm
     flush_timeout_s: float = 5.0  # on exit, how long queued announcements may take to leave
+    linger_s: float = 1.0  # then connections stay open this long for neighbours to read them (within the above)
     inbox_capacity: int = 10_000  # received announcements held for the application
 
 
@@ -225,6 +227,14 @@ async def open_gossip(
                     if gossip.topic_peers():  # nobody to hear them: do not wait
                         with trio.move_on_after(publish.flush_timeout_s):
                             await gossip._flushed.wait()
+                            # Handed to GossipSub is not sent: the per-peer queues and the
+                            # writes in progress go before the connections close...
+                            while not pubsub.drained():
+                                await trio.sleep(0.005)
+                            # ...and written is not read: py-libp2p drops what a neighbour has
+                            # not read from a stream once its connection closes, and a loaded
+                            # neighbour reads late. GossipSub has no acknowledgement to wait for.
+                            await trio.sleep(publish.linger_s)
                     if gossip.pending():
                         log.warning("shutting down with %d announcement(s) still queued",
                                     gossip.pending())

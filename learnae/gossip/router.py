@@ -243,6 +243,19 @@ class LearnaePubsub(Pubsub):
         # remember: its new announcements are dropped as duplicates, silently.
         # go-libp2p seeds with nanoseconds; so do we.
         self.counter = time.time_ns()
+        self.writing = 0  # RPCs taken off a peer queue whose write has not returned yet
+
+    async def write_msg(self, stream, rpc_msg: rpc_pb2.RPC) -> bool:
+        self.writing += 1
+        try:
+            return await super().write_msg(stream, rpc_msg)
+        finally:
+            self.writing -= 1
+
+    def drained(self) -> bool:
+        """Every RPC queued for a peer has been written to its stream (not only handed to
+        the router): what a shutdown waits for before it closes the connections."""
+        return self.writing == 0 and not any(len(q) for q in list(self.peer_queues.values()))
 
     async def _handle_new_peer(self, peer_id: ID) -> None:
         # py-libp2p retries a failed pubsub stream with new_stream(), which *dials* a

@@ -63,3 +63,33 @@ async def test_eight_hosts_shut_down_cleanly_under_traffic_20_times(caplog):
                 stop.set()
     bad = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not bad, bad[0].getMessage()
+
+
+async def test_what_a_peer_publishes_just_before_it_leaves_reaches_its_neighbours():
+    """Handed to GossipSub is not yet sent: the last announcements (a leave entry, say) are
+    written to every neighbour's stream before the connections close."""
+    leaver, stayer = Identity.generate(), Identity.generate()
+    got = []
+    async with open_host(stayer) as host_b, open_gossip(host_b, SWARM) as gossip_b, trio.open_nursery() as nursery:
+
+        async def collect() -> None:
+            async for ann in gossip_b.announcements():
+                got.append(ann.entry.cid)
+
+        nursery.start_soon(collect)
+        async with open_host(leaver) as host_a, open_gossip(host_a, SWARM) as gossip_a:
+            await connect(host_a, dial_line(host_b))
+            await gossip_a.wait_for_topic_peers(1, timeout_s=15)
+            await gossip_b.wait_for_topic_peers(1, timeout_s=15)
+            seq, prev, sent = 0, None, []
+            for _ in range(40):
+                e = sign_entry(leaver, swarm=SWARM, seq=seq, prev=prev, kind="leave", body={"reason": f"n{seq}"})
+                seq, prev = seq + 1, e.cid
+                sent.append(e.cid)
+                await gossip_a.publish(e)
+        # the leaver is gone: what it sent is on the way or here, nothing more comes
+        with trio.move_on_after(10):
+            while len(got) < len(sent):
+                await trio.sleep(0.05)
+        assert got == sent
+        nursery.cancel_scope.cancel()

@@ -100,7 +100,8 @@ def test_kill_9_restart_late_joiner_and_graceful_leave(tmp_path):
 
         # 3. Ctrl-C: a leave entry, announced, and a clean exit (not the SIGKILL stop() escalates to).
         assert victim.stop(timeout_s=30) == 0
-        wait_until(lambda: chain(peers[0].data_dir, vid)[-1].kind == "leave", 30, "leave to reach peer 0")
+        wait_until(lambda: chain(peers[0].data_dir, vid)[-1].kind == "leave", 30, "leave to reach peer 0",
+                   detail=lambda: f"peer 0:\n{peers[0].log_tail(6000)}\nvictim:\n{victim.log_tail(3000)}")
     finally:
         kill_all(peers)
     after = chain(victim.data_dir, vid)
