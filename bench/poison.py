@@ -3,6 +3,9 @@
 Issue #15: models scaled by -10 and by 1e30, published by one hostile peer and by several
 (Sybils: separate identities, separate processes), under every rule: no honest peer dies,
 and the honest peers' test accuracy stays within 5 points of a clean run of the same rule.
+The last row is the cheap Sybil attack: one hostile peer whose 300 made-up identities sign
+its -10x snapshots too, all relayed through its own connections (attack ``sybils: 300``,
+:mod:`learnae.peer.sybils`).
 
 Each row is real ``learnae scenario run`` swarms on 127.0.0.1 (digits, IID, the MLP, a fixed
 step budget, so a loaded machine slows a run down rather than shortening its training):
@@ -30,15 +33,16 @@ import yaml
 
 from learnae.averaging.merge import RULES
 
-ATTACKS = [("one x -10", 1, -10.0), ("one x 1e30", 1, 1e30), ("sybils x -10", None, -10.0),
-           ("sybils x 1e30", None, 1e30)]
+# (label, hostile peers (None: --sybils), scale, identities each hostile peer makes up)
+ATTACKS = [("one x -10", 1, -10.0, 0), ("one x 1e30", 1, 1e30, 0), ("sybils x -10", None, -10.0, 0),
+           ("sybils x 1e30", None, 1e30, 0), ("one x -10, 300 made-up identities", 1, -10.0, 300)]
 
 
-def scenario(rule: str, honest: int, attackers: int, scale: float | None, steps: int) -> dict:
+def scenario(rule: str, honest: int, attackers: int, scale: float | None, steps: int, made_up: int = 0) -> dict:
     """``honest`` peers and ``attackers`` more: hostile with ``scale``, honest with None (the clean run)."""
     peers: list = [f"peer-{i}" for i in range(honest)]
-    peers += [f"sybil-{i}" if scale is None else {"name": f"sybil-{i}", "attack": {"mode": "scaled", "scale": scale}}
-              for i in range(attackers)]
+    attack = {"mode": "scaled", "scale": scale, "sybils": made_up}
+    peers += [f"sybil-{i}" if scale is None else {"name": f"sybil-{i}", "attack": attack} for i in range(attackers)]
     return {
         "name": f"poison-{rule}", "seed": 3, "duration": "600s", "dataset": "digits", "partition": "iid",
         "model": "digits-mlp", "peers": peers, "train": {"max_steps": steps},
@@ -76,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                 clean[n] = c = run(scenario(rule, args.honest, n, None, args.steps), Path(tmp) / f"{rule}-clean{n}")
                 print(f"| {rule} | none ({args.honest + n} honest peers) | {c['mean']:.3f} / {c['min']:.3f} | | "
                       f"{c['alive']} / {c['peers']} | {c['wall']:.0f} s |", flush=True)
-            for label, n, scale in ATTACKS:
+            for label, n, scale, made_up in ATTACKS:
                 n = n or args.sybils
-                r = run(scenario(rule, args.honest, n, scale, args.steps), Path(tmp) / f"{rule}-{label.replace(' ', '')}")
+                r = run(scenario(rule, args.honest, n, scale, args.steps, made_up),
+                        Path(tmp) / f"{rule}-{label.replace(' ', '').replace(',', '')}")
                 drop = 100 * (clean[n]["mean"] - r["mean"])
                 good = drop <= 5 and r["alive"] == r["peers"]
                 ok &= good

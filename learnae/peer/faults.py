@@ -10,7 +10,7 @@ whenever it changes::
      "latency_s": 0.1, "jitter_s": 0.02, "loss": 0.05,        # every link
      "links": {"12D3KooW...": {"latency_s": 0.3, "jitter_s": 0, "loss": 0}},   # per neighbour
      "slow": 2.0,                            # compute slowdown factor
-     "attack": {"mode": "sign-flip", "scale": 1.0}}            # or null
+     "attack": {"mode": "sign-flip", "scale": 1.0, "sybils": 0}}   # or null; sybils optional
 
 How each is applied, at the receiving peer (so a link's conditions hold in both
 directions when both ends list them, as the runner does):
@@ -27,7 +27,9 @@ directions when both ends list them, as the runner does):
 * ``slow``: after each burst of steps the peer idles ``(slow - 1)`` times as long.
 * ``attack``: see :func:`poison`; ``equivocate`` signs, at every publish, a
   second different entry with the seq just used (handled by the runtime), so
-  peers that were away at the first fork still see one.
+  peers that were away at the first fork still see one. ``sybils: N`` also signs
+  each poisoned snapshot with N identities of its own making, whose entries it
+  relays through its own connections (:mod:`learnae.peer.sybils`).
 
 The file is read with :meth:`FaultPlan.from_json` and written (by the runner)
 with :func:`write_fault_plan`, its exact inverse::
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 
 # The attack vocabulary: scenario files (learnae.scenario.schema.ATTACKS) use this very tuple.
 ATTACK_MODES = ("sign-flip", "noise", "a-little-is-enough", "scaled", "equivocate")
+MAX_SYBILS = 1000  # identities one hostile peer may make up (a fault injector, not a load test)
 DEFAULT_SCALE = {"sign-flip": 1.0, "noise": 1.0, "a-little-is-enough": 1.0, "scaled": 10.0, "equivocate": 1.0}
 RTO_S = 0.2  # TCP's minimum retransmission timeout: what a lost segment costs a fetch
 
@@ -78,36 +81,49 @@ class Conditions:
 class Attack:
     """What a hostile peer does to what it publishes; see :func:`poison`.
 
-    In the faults file it is ``{"mode": MODE, "scale": number or null}``.
+    In the faults file it is ``{"mode": MODE, "scale": number or null, "sybils": N}``
+    (``sybils`` optional, 0 when absent).
 
     Example:
         >>> Attack("scaled").to_json()
         {'mode': 'scaled', 'scale': None}
+        >>> Attack("scaled", -10.0, sybils=300).to_json()
+        {'mode': 'scaled', 'scale': -10.0, 'sybils': 300}
     """
 
     mode: str  # one of ATTACK_MODES
     scale: float | None = None  # strength, unitless; None: the mode's default (DEFAULT_SCALE)
+    sybils: int = 0  # made-up identities that sign the same poisoned snapshots, relayed by this peer
 
     def __post_init__(self) -> None:
         if self.mode not in ATTACK_MODES:
             raise ValueError(f"attack mode {self.mode!r}: expected one of {', '.join(ATTACK_MODES)}")
+        if not 0 <= self.sybils <= MAX_SYBILS:
+            raise ValueError(f"attack.sybils: expected 0 to {MAX_SYBILS}, not {self.sybils}")
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "scale": self.scale}
+        out: dict = {"mode": self.mode, "scale": self.scale}
+        if self.sybils:
+            out["sybils"] = self.sybils
+        return out
 
     @classmethod
     def from_json(cls, data: object) -> Attack:
-        """Parse ``{"mode": ..., "scale": ...}`` (``scale`` optional).
+        """Parse ``{"mode": ..., "scale": ..., "sybils": ...}`` (``scale`` and ``sybils`` optional).
 
         Raises:
-            ValueError: not an object, an unknown mode, or a scale that is not a number.
+            ValueError: not an object, an unknown mode, a scale that is not a number, or
+                ``sybils`` not a whole number from 0 to ``MAX_SYBILS``.
         """
         if not isinstance(data, dict) or data.get("mode") not in ATTACK_MODES:
             raise ValueError(f"attack: expected null or {{\"mode\": one of {', '.join(ATTACK_MODES)}}}")
         scale = data.get("scale")
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
             raise ValueError("attack.scale: expected a number or null")
-        return cls(data["mode"], None if scale is None else float(scale))
+        sybils = data.get("sybils", 0)
+        if isinstance(sybils, bool) or not isinstance(sybils, int):
+            raise ValueError("attack.sybils: expected a whole number")
+        return cls(data["mode"], None if scale is None else float(scale), sybils)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,7 @@ class PeerNode:
         self._parents: list[Parent] = []  # merged since the last published snapshot
         self._own_snapshots: list = []  # CIDs of own snapshots still pinned
         self._fork_warned: set[str] = set()
+        self._sybils = None  # a SybilRelay, only while an injected attack asks for made-up identities
         self._gaps = trio.Event()  # set when an entry is held for want of its history
         self._nursery: trio.Nursery | None = None
         self._leaving: trio.Event | None = None  # set by leave(): the swarm session ends
@@ -419,6 +420,8 @@ class PeerNode:
         await self._append("snapshot", body)
         if attack_mode(self.policy.attack) == "equivocate":
             await self._equivocate(seq, prev, body)
+        if self.policy.attack is not None and self.policy.attack.sybils and self.gossip is not None:
+            self._relay_sybils(body, self.policy.attack.sybils)
         self.published += 1
         self.metrics.snapshots.inc()
         self.routing.provide_soon(cid)
@@ -457,6 +460,16 @@ class PeerNode:
                           body={**body, "samples": body["samples"] + 1})
         await self.gossip.publish(twin)
         log.warning("attack: equivocated at seq %d (%s)", seq, twin.cid)
+
+    def _relay_sybils(self, body: dict, count: int) -> None:
+        """An injected attack: made-up identities sign ``body`` too, relayed through our connections."""
+        from learnae.peer.sybils import SybilRelay
+
+        if self._sybils is None or len(self._sybils.sybils) != count:
+            join = self.ledger.entries(author=self.peer_id, kind="join")[-1]
+            self._sybils = SybilRelay(self.gossip.pubsub, self.gossip.router, self.gossip.topic, self.swarm,
+                                      dict(join.body), count=count)
+        self._sybils.relay(body)
 
     async def _append(self, kind: str, body: dict):
         entry = self.ledger.append(kind, body, swarm=self.swarm)

@@ -107,10 +107,15 @@ class Attack(_Strict):
     ``scale``; ``a-little-is-enough`` publishes the mean minus ``scale`` standard
     deviations of the honest snapshots it fetched; ``scaled`` publishes
     ``scale * w``; ``equivocate`` signs two different entries with one seq.
+    ``sybils: N`` has N identities the peer makes up sign the same poisoned
+    snapshots, their entries relayed through this one peer's connections.
     """
 
     mode: Literal[ATTACKS]
     scale: float | None = Field(default=None, description="strength; per mode default: 1, 1, 1, 10, unused")
+    sybils: int = Field(default=0, ge=0, le=faults.MAX_SYBILS,
+                        description="identities the peer makes up to sign its poisoned snapshots too, "
+                                    "relayed through its own connections")
 
     @model_validator(mode="before")
     @classmethod
@@ -119,7 +124,7 @@ class Attack(_Strict):
 
     def to_fault(self) -> faults.Attack:
         """The attack as the peer's faults file carries it."""
-        return faults.Attack(self.mode, self.scale)
+        return faults.Attack(self.mode, self.scale, self.sybils)
 
 
 class PeerSpec(_Strict):

@@ -23,9 +23,12 @@ def config(data_dir, *, bootstrap=(), **settings) -> PeerConfig:
     return cfg
 
 
-async def node_task(cfg: PeerConfig, stop: trio.Event, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Open a node in a task of its own until ``stop`` is set; ``nursery.start`` returns the node."""
-    async with open_peer_node(cfg) as node:
+async def node_task(cfg: PeerConfig, stop: trio.Event, policy=None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Open a node in a task of its own until ``stop`` is set; ``nursery.start`` returns the node.
+
+    ``policy``: injected faults (a :class:`learnae.peer.policy.NetworkPolicy`), none by default.
+    """
+    async with (open_peer_node(cfg) if policy is None else open_peer_node(cfg, policy=policy)) as node:
         task_status.started(node)
         await stop.wait()
 

@@ -168,3 +168,37 @@ async def test_a_peers_training_data_cannot_be_fetched_and_its_data_dir_is_priva
                data_dir / "peer.lock"]
     for path in private:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+async def test_identities_made_up_behind_one_connection_never_fill_a_merge_panel(tmp_path):
+    """One hostile node has 60 identities of its own making sign its snapshots too (attack
+    ``sybils``): valid entries all, relayed through its one connection. A panel still takes
+    the directly connected peers first and at most one stranger."""
+    from learnae.peer.faults import Attack
+    from learnae.peer.policy import NoFaults
+
+    class Hostile(NoFaults):
+        attack = Attack("scaled", -10.0, sybils=60)
+
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        victim = await nursery.start(node_task, config(tmp_path / "v", merge_k=3), stop)
+        honest = await nursery.start(node_task, config(tmp_path / "h", bootstrap=[victim.addr]), stop)
+        hostile = await nursery.start(node_task, config(tmp_path / "x", bootstrap=[victim.addr]), stop, Hostile())
+        for node in (victim, honest, hostile):
+            await node.join(SPECS)
+        await eventually(lambda: len(victim.topic_peers()) == 2, "both neighbours on the topic")
+        connected = {honest.peer_id, hostile.peer_id}
+        for step in (5, 10, 15):
+            await honest.publish(weights(1.0), step=step, samples=10, metrics={})
+            await hostile.publish(weights(1.0), step=step, samples=10, metrics={})
+        made_up = lambda: set(victim.view.authors()) - connected  # noqa: E731
+        await eventually(lambda: len(made_up()) >= 50, "the made-up identities' snapshots")
+        await eventually(lambda: connected <= set(victim.view.authors()), "the neighbours' snapshots")
+        stored = {e.author for e in victim.ledger.entries(kind="snapshot")}  # verified, signed by their own keys
+        assert len(stored - connected) >= 50
+
+        panels = [{r.author for r in await victim.choose(20)} for _ in range(30)]
+        assert all(connected <= p and len(p - connected) <= 1 for p in panels), panels
+        assert any(p - connected for p in panels)  # a stranger does get the one seat left
+        stop.set()
