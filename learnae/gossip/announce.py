@@ -212,6 +212,8 @@ async def open_gossip(
     pubsub.inboxes[t] = inbox
     pubsub.on_bad_pubsub_signature = lambda fwd, msg: validator.reject(
         "bad-pubsub-signature", fwd, "?", "libp2p message signature does not verify")
+    pubsub.on_bad_rpc = lambda peer, detail: validator.reject(
+        "bad-rpc", peer, "?", f"an RPC that cannot be read ({detail}); its pubsub stream was reset")
 
     async with background_trio_service(pubsub), background_trio_service(router):
         await pubsub.wait_until_ready()

@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 
@@ -237,6 +238,8 @@ class LearnaePubsub(Pubsub):
         self.closing = False
         self.rejected_unsigned = 0
         self.on_bad_pubsub_signature = None  # callback(forwarder: ID)
+        self.bad_rpcs = 0  # pubsub streams reset because an RPC on them could not be read
+        self.on_bad_rpc = None  # callback(peer: ID, detail: str)
         # Message IDs are (from, seqno). py-libp2p seeds the seqno counter with the
         # time in *seconds* and adds one per message, so a peer that published more
         # than one message a second and restarts reuses seqnos its neighbours still
@@ -244,11 +247,21 @@ class LearnaePubsub(Pubsub):
         # go-libp2p seeds with nanoseconds; so do we.
         self.counter = time.time_ns()
         self.writing = 0  # RPCs taken off a peer queue whose write has not returned yet
+        self._write_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # stream -> trio.Lock
 
     async def write_msg(self, stream, rpc_msg: rpc_pb2.RPC) -> bool:
+        # One RPC at a time per stream. py-libp2p writes to a peer's stream from its send
+        # loop and, concurrently, from the replay of recent messages to a new peer; yamux
+        # locks each frame, not each message, so two RPCs larger than the send window
+        # interleaved and the receiver could not parse the stream (seen: a peer joining a
+        # busy swarm crashed with a protobuf DecodeError before _drop_bad_stream existed).
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
         self.writing += 1
         try:
-            return await super().write_msg(stream, rpc_msg)
+            async with lock:
+                return await super().write_msg(stream, rpc_msg)
         finally:
             self.writing -= 1
 
@@ -275,6 +288,23 @@ class LearnaePubsub(Pubsub):
             if not self.closing and self.manager.is_running:
                 raise
             log.debug("read loop ended during shutdown: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - bytes from a remote peer py-libp2p cannot parse
+            # py-libp2p lets a protobuf DecodeError (or any error processing an RPC) out of
+            # the read loop, and from there it takes the whole host down: one peer writing
+            # garbage on its pubsub stream would crash us. Its stream is reset instead.
+            await self._drop_bad_stream(stream, exc)
+
+    async def _drop_bad_stream(self, stream, exc: Exception) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        self.bad_rpcs += 1
+        if self.on_bad_rpc is not None:
+            self.on_bad_rpc(peer_id, f"{type(exc).__name__}: {exc}")
+        try:
+            await stream.reset()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        if not self.closing:
+            self._handle_dead_peer(peer_id)
 
     async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         """Run every topic validator on every message: no cached verdicts.

@@ -21,6 +21,8 @@ signer-mismatch     the entry's author is not the libp2p peer that originally
 chain:<reason>      the chain check supplied by the peer runtime (which owns the
                     ledger) says the entry breaks its author's chain
 validator-error     the chain check raised; counted and logged, never fatal
+bad-rpc             (not a message) an RPC on the pubsub stream that cannot be parsed
+                    or processed: the stream is reset, the peer never crashes
 ==================  ===============================================================
 
 Example:
@@ -58,7 +60,7 @@ ChainCheck = Callable[[Entry], Union[str, None, Awaitable[Union[str, None]]]]
 REJECT_REASONS = (
     "oversize", "undecodable", "non-canonical", "bad-version", "bad-schema", "bad-author",
     "bad-signature", "future-timestamp", "wrong-swarm", "signer-mismatch", "chain",
-    "bad-pubsub-signature", "validator-error",
+    "bad-pubsub-signature", "bad-rpc", "validator-error",
 )
 _CACHE = 4096  # decoded entries waiting for delivery, by libp2p message id
 LOG_EVERY_S = 60.0  # a rejection reason is logged at WARNING at most this often

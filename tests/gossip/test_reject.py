@@ -69,3 +69,42 @@ async def test_invalid_announcements_are_rejected_and_not_forwarded(chain_check)
         assert b.gossip.stats()["rejected_by_peer"] == {m.ident.peer_id: len(bad) + 1}
         assert c.gossip.stats()["rejected"] == {}  # C never even saw them
         assert b.gossip.score(m.ident.peer_id) < 0 <= b.gossip.score(c.ident.peer_id)
+
+
+@pytest.mark.parametrize("garbage", [b"\xff" * 40, b"\x0a\x05\x08", b"\x12\x80\x80\x80\x80\x10"],
+                         ids=["not-protobuf", "truncated", "huge-field"])
+async def test_an_rpc_that_cannot_be_read_resets_the_stream_and_never_crashes_the_peer(garbage):
+    """py-libp2p lets a protobuf DecodeError out of its pubsub read loop, which took the whole
+    host down: seen when a peer crashed on start with a traceback."""
+    from libp2p.peer.id import ID
+    from libp2p.utils import encode_varint_prefixed
+
+    from learnae.gossip.router import PROTOCOLS
+
+    async with swarm(3, links=[(0, 1), (2, 1)]) as (m, b, c):
+        stream = await m.host.new_stream(ID.from_base58(b.ident.peer_id), [PROTOCOLS[0]])
+        await stream.write(encode_varint_prefixed(garbage))
+        assert await wait_until(lambda: b.gossip.stats()["rejected"].get("bad-rpc") == 1)
+        # B is alive and still delivers what its other neighbour publishes
+        await c.gossip.publish(c.entry())
+        assert await wait_until(lambda: len(b.got) == 1)
+        assert b.gossip.stats()["rejected_by_peer"] == {m.ident.peer_id: 1}
+
+
+async def test_rpcs_written_to_one_stream_at_once_arrive_whole():
+    """py-libp2p writes to a peer's stream from two tasks (its send loop, and the replay of
+    recent messages to a new peer); RPCs larger than yamux's 256 KiB window interleaved."""
+    from libp2p.peer.id import ID
+
+    async with swarm(2, links=[(1, 0)]) as (a, b):
+        stream = a.gossip.pubsub.peers[ID.from_base58(b.ident.peer_id)]
+        t = topic(SWARM)
+        rpcs = [rpc_pb2.RPC(publish=[rpc_pb2.Message(data=bytes([i]) * 200_000, topicIDs=[t],
+                                                     from_id=a.host.get_id().to_bytes(), seqno=bytes(8))])
+                for i in range(3)]
+        async with trio.open_nursery() as nursery:
+            for rpc in rpcs:
+                nursery.start_soon(a.gossip.pubsub.write_msg, stream, rpc)
+        # each arrives whole and is judged on its own (unsigned): none is unreadable
+        assert await wait_until(lambda: sum(b.gossip.stats()["rejected"].values()) >= 3)
+        assert "bad-rpc" not in b.gossip.stats()["rejected"], b.gossip.stats()["rejected"]
