@@ -17,6 +17,7 @@ contribution is clipped to a radius around the local model) and, for robust rule
 Run:
     .venv/bin/python -m bench.poison                           # every rule: 6 runs per rule
     .venv/bin/python -m bench.poison --rules mean,median --steps 300
+    .venv/bin/python -m bench.poison --rules mean --attacks made-up  # one row (and its clean run)
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--honest", type=int, default=4)
     ap.add_argument("--sybils", type=int, default=3)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--attacks", default="", help="only the attack rows whose label contains this text")
     args = ap.parse_args(argv)
     ok = True
     print("| rule | attack | honest mean / min test accuracy | vs clean (pts) | peers alive | wall |")
@@ -76,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="poison-") as tmp:
         for rule in args.rules.split(","):
             clean = {}  # by swarm size: the same peers, every one honest
-            for n in sorted({1, args.sybils}):
+            rows = [a for a in ATTACKS if args.attacks in a[0]]
+            for n in sorted({n or args.sybils for _, n, _, _ in rows}):
                 clean[n] = c = run(scenario(rule, args.honest, n, None, args.steps), Path(tmp) / f"{rule}-clean{n}")
                 print(f"| {rule} | none ({args.honest + n} honest peers) | {c['mean']:.3f} / {c['min']:.3f} | | "
                       f"{c['alive']} / {c['peers']} | {c['wall']:.0f} s |", flush=True)
-            for label, n, scale, made_up in ATTACKS:
+            for label, n, scale, made_up in rows:
                 n = n or args.sybils
                 r = run(scenario(rule, args.honest, n, scale, args.steps, made_up),
                         Path(tmp) / f"{rule}-{label.replace(' ', '').replace(',', '')}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -334,15 +334,26 @@ class Merger:
 class DistanceBound:
     """How far a neighbour's model may be from the local one before it is clipped.
 
-    The radius is the smaller of ``NORM_FACTOR`` times the local model's norm (two
-    independently initialised models of one architecture are about 1.4 norms apart,
-    so this never clips an honest peer, while a sign-flipped x10 model is 11 norms
-    away) and, once ``HISTORY_MIN`` merges have been seen, ``HISTORY_FACTOR`` times
-    the median distance of the contributions merged recently (the swarm's usual
-    spread, which a few hostile models cannot move). See :mod:`learnae.averaging.clipping`.
+    The radius is the smallest of:
+
+    * ``NORM_FACTOR`` times the local model's norm (two independently initialised
+      models of one architecture are about 1.4 norms apart, so this never clips an
+      honest peer, while a sign-flipped x10 model is 11 norms away);
+    * ``PANEL_FACTOR`` times the panel's typical distance: the median of the
+      contributions' distances with the local model counted as two more at distance
+      0 (it is the one model this peer trusts). While the hostile contributions in a
+      panel outnumber the honest ones by at most one (one of two, two of three), that
+      median is at most an honest neighbour's distance, from the very first merge;
+      a panel of one is left to the other bounds;
+    * once ``HISTORY_MIN`` distances have been seen, ``HISTORY_FACTOR`` times the median
+      distance of the contributions merged recently (the swarm's usual spread).
+
+    A hostile model thus moves a merge by at most its weight times a few honest
+    distances, which shrink as the honest peers agree. See :mod:`learnae.averaging.clipping`.
     """
 
     NORM_FACTOR = 2.0
+    PANEL_FACTOR = 2.0
     HISTORY_FACTOR = 4.0
     HISTORY_MIN = 8
 
@@ -351,10 +362,13 @@ class DistanceBound:
         self.clipped = 0  # contributions clipped so far
         self.clipped_last = 0  # in the last apply()
 
-    def radius(self, local: list[np.ndarray]) -> float:
+    def radius(self, local: list[np.ndarray], panel: Sequence[float] = ()) -> float:
+        """The radius for a merge of contributions at distances ``panel`` from ``local``."""
         from learnae.averaging.clipping import norm
 
         r = self.NORM_FACTOR * norm(local)
+        if len(panel) >= 2:
+            r = min(r, self.PANEL_FACTOR * float(np.median([0.0, 0.0, *panel])))
         if len(self.recent) >= self.HISTORY_MIN:
             r = min(r, self.HISTORY_FACTOR * float(np.median(self.recent)))
         return max(r, 1e-6)
@@ -363,7 +377,7 @@ class DistanceBound:
         """The contributions clipped to :meth:`radius`; their distances join the history."""
         from learnae.averaging.clipping import clip, distances
 
-        radius = self.radius(local)
+        radius = self.radius(local, list(distances(local, contributions)))
         out, clipped = clip(local, contributions, radius)
         self.recent.extend(min(d, radius) for d in distances(local, out) if np.isfinite(d))
         self.clipped_last = sum(clipped)
