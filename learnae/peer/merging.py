@@ -31,6 +31,7 @@ from learnae.errors import LearnaeError, RemoteError
 from learnae.ledger.schema import Parent
 from learnae.peer.config import PeerConfig
 from learnae.peer.metrics import PeerMetrics
+from learnae.peer.outliers import OutlierBans
 from learnae.peer.policy import NO_FAULTS, NetworkPolicy
 from learnae.peer.view import SnapshotRef, SwarmView
 from learnae.threads import run_sized
@@ -40,6 +41,7 @@ __all__ = ["Merger", "Merged", "LIVE_S", "accumulate_parents"]
 log = logging.getLogger(__name__)
 
 LIVE_S = 10.0  # default of cfg.live_s: a neighbour that announced within this long is waited for
+STRANGERS = "(authors without a connection)"  # one strike account for them all (see combine)
 STARTUP_MERGES = 4  # merge intervals at the start in which snapshot-less connected members are waited for
 RETRY_S = 30.0  # a snapshot that could not be fetched is not chosen again for this long (doubling)
 MAX_RETRY_S = 300.0
@@ -73,6 +75,7 @@ class Merger:
         self.last_fetched: list[list[np.ndarray]] = []  # the neighbour models of the last merge
         self.skipped = 0  # merges a robust rule skipped for want of a full panel
         self.bound = DistanceBound()
+        self.outliers = OutlierBans()
         self._fresh = trio.Event()
         self.fetch_latencies: deque[float] = deque(maxlen=200)  # seconds, the latest successful fetches
         self._fetching = 0  # fetches in flight: their blocks are unpinned until decoded
@@ -95,10 +98,12 @@ class Merger:
         await self._fresh.wait()
 
     def excluded(self) -> set[str]:
-        """Authors not to merge (nor wait for): forked ones, and those an injected partition
-        or topology puts out of reach."""
+        """Authors not to merge (nor wait for): forked ones, those whose models were far
+        outliers again and again (for a while), and those an injected partition or
+        topology puts out of reach."""
         out = {a for a in self.view.authors() if self.ledger.is_forked(a)}
         out |= {a for a in self.view.members() if not self.policy.may_connect(a)}  # authors are members
+        out |= self.outliers.banned()
         return out
 
     def usable(self, ref: SnapshotRef | None) -> bool:
@@ -112,7 +117,7 @@ class Merger:
         return (time.time() - getattr(self.cfg, "live_s", LIVE_S)) * 1000
 
     def lagging(self, step: int) -> list[str]:
-        """Live neighbours more than two merge intervals behind ``step``.
+        """Live, directly connected neighbours more than two merge intervals behind ``step``.
 
         Only authors worth waiting for count: one that announced within ``live_s``
         (a crashed peer stops announcing, so it never stalls the others for long) and
@@ -122,20 +127,23 @@ class Merger:
         joined but published no snapshot yet counts as being at step 0, so the first
         peer to start does not race ahead of the others alone. After that a newcomer
         never holds anyone up (it starts from the swarm's average anyway), so a stream
-        of fresh identities that join and never publish costs nothing.
+        of fresh identities that join and never publish costs nothing. Only directly
+        connected members are waited for: entries relayed for authors this peer has no
+        connection to cost nothing to make up (300 made-up identities claiming old steps
+        held honest peers at a training share of 2 %).
         """
         horizon = step - 2 * self.cfg.merge_every
         starting = step < STARTUP_MERGES * self.cfg.merge_every
         alive_after_ms = self._alive_after_ms()
         excluded = self.excluded()
-        connected = self.connected_members() if starting else set()
+        connected = self.connected_members()
         out = []
-        for a in self.view.members():
+        for a in self.view.members() & connected:
             if a in excluded or self.view.last_seen_ms(a) < alive_after_ms:
                 continue
             ref = self.view.latest(a)
             if ref is None:
-                if a in connected:
+                if starting:
                     out.append(a)
             elif self.usable(ref) and ref.step < horizon:
                 out.append(a)
@@ -169,7 +177,7 @@ class Merger:
         fresh_only = self.cfg.rule not in ROBUST_RULES
         k = self.cfg.merge_k
         choose = lambda: self.view.choose(k, exclude=self._unusable(), fresh_only=fresh_only,  # noqa: E731
-                                          prefer=self.connected_members(), max_others=max(1, k // 3))
+                                          prefer=self.connected_members(), max_others=self.max_strangers())
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):
@@ -177,6 +185,11 @@ class Merger:
                     await self.wait_fresh()
                     refs = choose()
         return refs
+
+    def max_strangers(self) -> int:
+        """Seats in a panel for authors this peer has no connection to: a third of ``merge_k``
+        (at least one), none while their models have been far outliers again and again."""
+        return 0 if STRANGERS in self.outliers.banned() else max(1, self.cfg.merge_k // 3)
 
     def _unusable(self) -> set[str]:
         """Authors not to choose now: excluded ones, and those whose latest snapshot failed to arrive."""
@@ -224,8 +237,14 @@ class Merger:
             return None
         by_author = {r.author: r for r in refs}
         self.last_fetched = [c.weights for c in contributions]
+        authors = [c.author for c in contributions]
         contributions = await run_sized(lambda: self.bound.apply(local, contributions),
                                         sum(a.nbytes for a in local) * (1 + len(contributions)))
+        connected = self.connected_members()
+        for author, outlier in zip(authors, self.bound.outliers_last):
+            # identities without a connection cost nothing: their strikes are pooled
+            if self.outliers.note(author if author in connected else STRANGERS, outlier=outlier):
+                self.metrics.rejected.labels(reason="outlier").inc()
         if self.bound.clipped_last:
             self.metrics.rejected.labels(reason="clipped").inc(self.bound.clipped_last)
         params = {"local_samples": self.local_samples} if self.cfg.rule == "weighted" else {}
@@ -361,6 +380,18 @@ class DistanceBound:
         self.recent: deque[float] = deque(maxlen=history)
         self.clipped = 0  # contributions clipped so far
         self.clipped_last = 0  # in the last apply()
+        self.outliers_last: list[bool] = []  # in the last apply(), by contribution
+
+    def typical(self, panel: Sequence[float] = ()) -> float | None:
+        """The usual distance of an honest neighbour: the smaller of the panel's median (the
+        local model counted twice at 0; panels of two or more) and the recent merges' median
+        (once ``HISTORY_MIN`` are known); None when neither is known yet."""
+        known = []
+        if len(panel) >= 2:
+            known.append(float(np.median([0.0, 0.0, *panel])))
+        if len(self.recent) >= self.HISTORY_MIN:
+            known.append(float(np.median(self.recent)))
+        return min(known) if known else None
 
     def radius(self, local: list[np.ndarray], panel: Sequence[float] = ()) -> float:
         """The radius for a merge of contributions at distances ``panel`` from ``local``."""
@@ -374,10 +405,19 @@ class DistanceBound:
         return max(r, 1e-6)
 
     def apply(self, local: list[np.ndarray], contributions: list) -> list:
-        """The contributions clipped to :meth:`radius`; their distances join the history."""
-        from learnae.averaging.clipping import clip, distances
+        """The contributions clipped to :meth:`radius`; their distances join the history.
 
-        radius = self.radius(local, list(distances(local, contributions)))
+        Also sets :attr:`outliers_last`: which contributions were over
+        ``OutlierBans.FACTOR`` usual distances (:meth:`typical`) away.
+        """
+        from learnae.averaging.clipping import clip, distances
+        from learnae.peer.outliers import OutlierBans
+
+        panel = list(distances(local, contributions))
+        typical = self.typical(panel)
+        self.outliers_last = [typical is not None and typical > 0 and not d <= OutlierBans.FACTOR * typical
+                              for d in panel]
+        radius = self.radius(local, panel)
         out, clipped = clip(local, contributions, radius)
         self.recent.extend(min(d, radius) for d in distances(local, out) if np.isfinite(d))
         self.clipped_last = sum(clipped)
