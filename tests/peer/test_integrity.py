@@ -31,6 +31,22 @@ def weights(value: float) -> list[np.ndarray]:
     return [np.full(s, value, np.float32) for _, s, _ in SPECS]
 
 
+async def victim_honest_hostile(nursery, tmp_path, stop: trio.Event, attack):
+    """Three joined nodes: a victim (``merge_k`` 3), an honest neighbour and one carrying ``attack``."""
+    from learnae.peer.policy import NoFaults
+
+    class Hostile(NoFaults):
+        pass
+
+    Hostile.attack = attack
+    victim = await nursery.start(node_task, config(tmp_path / "v", merge_k=3), stop)
+    honest = await nursery.start(node_task, config(tmp_path / "h", bootstrap=[victim.addr]), stop)
+    hostile = await nursery.start(node_task, config(tmp_path / "x", bootstrap=[victim.addr]), stop, Hostile())
+    for node in (victim, honest, hostile):
+        await node.join(SPECS)
+    return victim, honest, hostile
+
+
 @pytest.mark.slow
 async def test_an_entry_whose_history_never_comes_is_not_merged_and_asked_for_a_bounded_number_of_times(tmp_path):
     stop = trio.Event()
@@ -176,18 +192,11 @@ async def test_identities_made_up_behind_one_connection_never_fill_a_merge_panel
     the directly connected peers first and at most one stranger, nobody waits for them, and
     once their models prove far outliers strangers get no seat for a while."""
     from learnae.peer.faults import Attack
-    from learnae.peer.policy import NoFaults
-
-    class Hostile(NoFaults):
-        attack = Attack("scaled", -10.0, sybils=60)
 
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        victim = await nursery.start(node_task, config(tmp_path / "v", merge_k=3), stop)
-        honest = await nursery.start(node_task, config(tmp_path / "h", bootstrap=[victim.addr]), stop)
-        hostile = await nursery.start(node_task, config(tmp_path / "x", bootstrap=[victim.addr]), stop, Hostile())
-        for node in (victim, honest, hostile):
-            await node.join(SPECS)
+        attack = Attack("scaled", -10.0, sybils=60)
+        victim, honest, hostile = await victim_honest_hostile(nursery, tmp_path, stop, attack)
         await eventually(lambda: len(victim.topic_peers()) == 2, "both neighbours on the topic")
         connected = {honest.peer_id, hostile.peer_id}
         for step in (5, 10, 15):
@@ -225,18 +234,10 @@ async def test_a_neighbour_whose_models_are_far_outliers_is_left_out_of_merges_f
     """A hostile neighbour publishes -10x models: clipped at every merge it is in, and after
     two such merges not chosen at all, while the honest neighbour is merged all along."""
     from learnae.peer.faults import Attack
-    from learnae.peer.policy import NoFaults
-
-    class Hostile(NoFaults):
-        attack = Attack("scaled", -10.0)
 
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        victim = await nursery.start(node_task, config(tmp_path / "v", merge_k=3), stop)
-        honest = await nursery.start(node_task, config(tmp_path / "h", bootstrap=[victim.addr]), stop)
-        hostile = await nursery.start(node_task, config(tmp_path / "x", bootstrap=[victim.addr]), stop, Hostile())
-        for node in (victim, honest, hostile):
-            await node.join(SPECS)
+        victim, honest, hostile = await victim_honest_hostile(nursery, tmp_path, stop, Attack("scaled", -10.0))
         chosen = []
         local = weights(1.0)
         for step in (5, 10, 15, 20):
