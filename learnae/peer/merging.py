@@ -103,7 +103,10 @@ class Merger:
         topology puts out of reach."""
         out = {a for a in self.view.authors() if self.ledger.is_forked(a)}
         out |= {a for a in self.view.members() if not self.policy.may_connect(a)}  # authors are members
-        out |= self.outliers.banned()
+        banned = self.outliers.banned()
+        out |= banned
+        if STRANGERS in banned:  # made-up identities' models were far outliers: none of them counts for now
+            out |= self.view.members() - self.connected_members()
         return out
 
     def usable(self, ref: SnapshotRef | None) -> bool:
@@ -117,7 +120,7 @@ class Merger:
         return (time.time() - getattr(self.cfg, "live_s", LIVE_S)) * 1000
 
     def lagging(self, step: int) -> list[str]:
-        """Live, directly connected neighbours more than two merge intervals behind ``step``.
+        """Live neighbours more than two merge intervals behind ``step``.
 
         Only authors worth waiting for count: one that announced within ``live_s``
         (a crashed peer stops announcing, so it never stalls the others for long) and
@@ -127,23 +130,23 @@ class Merger:
         joined but published no snapshot yet counts as being at step 0, so the first
         peer to start does not race ahead of the others alone. After that a newcomer
         never holds anyone up (it starts from the swarm's average anyway), so a stream
-        of fresh identities that join and never publish costs nothing. Only directly
-        connected members are waited for: entries relayed for authors this peer has no
-        connection to cost nothing to make up (300 made-up identities claiming old steps
-        held honest peers at a training share of 2 %).
+        of fresh identities that join and never publish costs nothing. Authors without a
+        connection are not waited for once their models have been far outliers (see
+        :meth:`excluded`): 300 made-up identities claiming old steps otherwise held honest
+        peers at a training share of 2 %.
         """
         horizon = step - 2 * self.cfg.merge_every
         starting = step < STARTUP_MERGES * self.cfg.merge_every
         alive_after_ms = self._alive_after_ms()
         excluded = self.excluded()
-        connected = self.connected_members()
+        connected = self.connected_members() if starting else set()
         out = []
-        for a in self.view.members() & connected:
+        for a in self.view.members():
             if a in excluded or self.view.last_seen_ms(a) < alive_after_ms:
                 continue
             ref = self.view.latest(a)
             if ref is None:
-                if starting:
+                if a in connected:
                     out.append(a)
             elif self.usable(ref) and ref.step < horizon:
                 out.append(a)

@@ -307,7 +307,7 @@ class TrainingLoop:
     async def _finish(self) -> None:
         """At ``max_steps``: end in consensus with the swarm, not on a last burst of local steps.
 
-        Waits (bounded) until every directly connected neighbour has announced a snapshot at
+        Waits (bounded) until every live neighbour has announced a snapshot at
         ``max_steps`` or left, merges all their final snapshots at once, publishes
         the result, and keeps serving it briefly so later finishers can fetch it.
         A connected swarm member none of whose snapshots has arrived yet is waited
@@ -317,9 +317,8 @@ class TrainingLoop:
         view, merger = node.view, node.merger
         with trio.move_on_after(FINISH_WAIT_S):
             while True:
-                excluded, connected = merger.excluded(), merger.connected_members()  # strangers are not waited for
-                pending = [a for a in view.authors()
-                           if a in connected and a not in excluded and view.latest(a).step < target]
+                excluded = merger.excluded()
+                pending = [a for a in view.authors() if a not in excluded and view.latest(a).step < target]
                 pending += [p for p in node.topic_peers() if p not in excluded and view.latest(p) is None]
                 if not pending:
                     break
