@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,6 @@ from learnae.errors import LearnaeError, RemoteError
 from learnae.ledger.schema import Parent
 from learnae.peer.config import PeerConfig
 from learnae.peer.metrics import PeerMetrics
-from learnae.peer.outliers import OutlierBans
 from learnae.peer.policy import NO_FAULTS, NetworkPolicy
 from learnae.peer.view import SnapshotRef, SwarmView
 from learnae.threads import run_sized
@@ -41,7 +40,6 @@ __all__ = ["Merger", "Merged", "LIVE_S", "accumulate_parents"]
 log = logging.getLogger(__name__)
 
 LIVE_S = 10.0  # default of cfg.live_s: a neighbour that announced within this long is waited for
-STRANGERS = "(authors without a connection)"  # one strike account for them all (see combine)
 STARTUP_MERGES = 4  # merge intervals at the start in which snapshot-less connected members are waited for
 RETRY_S = 30.0  # a snapshot that could not be fetched is not chosen again for this long (doubling)
 MAX_RETRY_S = 300.0
@@ -75,7 +73,6 @@ class Merger:
         self.last_fetched: list[list[np.ndarray]] = []  # the neighbour models of the last merge
         self.skipped = 0  # merges a robust rule skipped for want of a full panel
         self.bound = DistanceBound()
-        self.outliers = OutlierBans()
         self._fresh = trio.Event()
         self.fetch_latencies: deque[float] = deque(maxlen=200)  # seconds, the latest successful fetches
         self._fetching = 0  # fetches in flight: their blocks are unpinned until decoded
@@ -98,15 +95,10 @@ class Merger:
         await self._fresh.wait()
 
     def excluded(self) -> set[str]:
-        """Authors not to merge (nor wait for): forked ones, those whose models were far
-        outliers again and again (for a while), and those an injected partition or
-        topology puts out of reach."""
+        """Authors not to merge (nor wait for): forked ones, and those an injected partition
+        or topology puts out of reach."""
         out = {a for a in self.view.authors() if self.ledger.is_forked(a)}
         out |= {a for a in self.view.members() if not self.policy.may_connect(a)}  # authors are members
-        banned = self.outliers.banned()
-        out |= banned
-        if STRANGERS in banned:  # made-up identities' models were far outliers: none of them counts for now
-            out |= self.view.members() - self.connected_members()
         return out
 
     def usable(self, ref: SnapshotRef | None) -> bool:
@@ -130,10 +122,7 @@ class Merger:
         joined but published no snapshot yet counts as being at step 0, so the first
         peer to start does not race ahead of the others alone. After that a newcomer
         never holds anyone up (it starts from the swarm's average anyway), so a stream
-        of fresh identities that join and never publish costs nothing. Authors without a
-        connection are not waited for once their models have been far outliers (see
-        :meth:`excluded`): 300 made-up identities claiming old steps otherwise held honest
-        peers at a training share of 2 %.
+        of fresh identities that join and never publish costs nothing.
         """
         horizon = step - 2 * self.cfg.merge_every
         starting = step < STARTUP_MERGES * self.cfg.merge_every
@@ -180,7 +169,7 @@ class Merger:
         fresh_only = self.cfg.rule not in ROBUST_RULES
         k = self.cfg.merge_k
         choose = lambda: self.view.choose(k, exclude=self._unusable(), fresh_only=fresh_only,  # noqa: E731
-                                          prefer=self.connected_members(), max_others=self.max_strangers())
+                                          prefer=self.connected_members(), max_others=max(1, k // 3))
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):
@@ -188,11 +177,6 @@ class Merger:
                     await self.wait_fresh()
                     refs = choose()
         return refs
-
-    def max_strangers(self) -> int:
-        """Seats in a panel for authors this peer has no connection to: a third of ``merge_k``
-        (at least one), none while their models have been far outliers again and again."""
-        return 0 if STRANGERS in self.outliers.banned() else max(1, self.cfg.merge_k // 3)
 
     def _unusable(self) -> set[str]:
         """Authors not to choose now: excluded ones, and those whose latest snapshot failed to arrive."""
@@ -240,14 +224,8 @@ class Merger:
             return None
         by_author = {r.author: r for r in refs}
         self.last_fetched = [c.weights for c in contributions]
-        authors = [c.author for c in contributions]
         contributions = await run_sized(lambda: self.bound.apply(local, contributions),
                                         sum(a.nbytes for a in local) * (1 + len(contributions)))
-        connected = self.connected_members()
-        for author, outlier in zip(authors, self.bound.outliers_last):
-            # identities without a connection cost nothing: their strikes are pooled
-            if self.outliers.note(author if author in connected else STRANGERS, outlier=outlier):
-                self.metrics.rejected.labels(reason="outlier").inc()
         if self.bound.clipped_last:
             self.metrics.rejected.labels(reason="clipped").inc(self.bound.clipped_last)
         params = {"local_samples": self.local_samples} if self.cfg.rule == "weighted" else {}
@@ -356,26 +334,15 @@ class Merger:
 class DistanceBound:
     """How far a neighbour's model may be from the local one before it is clipped.
 
-    The radius is the smallest of:
-
-    * ``NORM_FACTOR`` times the local model's norm (two independently initialised
-      models of one architecture are about 1.4 norms apart, so this never clips an
-      honest peer, while a sign-flipped x10 model is 11 norms away);
-    * ``PANEL_FACTOR`` times the panel's typical distance: the median of the
-      contributions' distances with the local model counted as two more at distance
-      0 (it is the one model this peer trusts). While the hostile contributions in a
-      panel outnumber the honest ones by at most one (one of two, two of three), that
-      median is at most an honest neighbour's distance, from the very first merge;
-      a panel of one is left to the other bounds;
-    * once ``HISTORY_MIN`` distances have been seen, ``HISTORY_FACTOR`` times the median
-      distance of the contributions merged recently (the swarm's usual spread).
-
-    A hostile model thus moves a merge by at most its weight times a few honest
-    distances, which shrink as the honest peers agree. See :mod:`learnae.averaging.clipping`.
+    The radius is the smaller of ``NORM_FACTOR`` times the local model's norm (two
+    independently initialised models of one architecture are about 1.4 norms apart,
+    so this never clips an honest peer, while a sign-flipped x10 model is 11 norms
+    away) and, once ``HISTORY_MIN`` merges have been seen, ``HISTORY_FACTOR`` times
+    the median distance of the contributions merged recently (the swarm's usual
+    spread, which a few hostile models cannot move). See :mod:`learnae.averaging.clipping`.
     """
 
     NORM_FACTOR = 2.0
-    PANEL_FACTOR = 2.0
     HISTORY_FACTOR = 4.0
     HISTORY_MIN = 8
 
@@ -383,44 +350,20 @@ class DistanceBound:
         self.recent: deque[float] = deque(maxlen=history)
         self.clipped = 0  # contributions clipped so far
         self.clipped_last = 0  # in the last apply()
-        self.outliers_last: list[bool] = []  # in the last apply(), by contribution
 
-    def typical(self, panel: Sequence[float] = ()) -> float | None:
-        """The usual distance of an honest neighbour: the smaller of the panel's median (the
-        local model counted twice at 0; panels of two or more) and the recent merges' median
-        (once ``HISTORY_MIN`` are known); None when neither is known yet."""
-        known = []
-        if len(panel) >= 2:
-            known.append(float(np.median([0.0, 0.0, *panel])))
-        if len(self.recent) >= self.HISTORY_MIN:
-            known.append(float(np.median(self.recent)))
-        return min(known) if known else None
-
-    def radius(self, local: list[np.ndarray], panel: Sequence[float] = ()) -> float:
-        """The radius for a merge of contributions at distances ``panel`` from ``local``."""
+    def radius(self, local: list[np.ndarray]) -> float:
         from learnae.averaging.clipping import norm
 
         r = self.NORM_FACTOR * norm(local)
-        if len(panel) >= 2:
-            r = min(r, self.PANEL_FACTOR * float(np.median([0.0, 0.0, *panel])))
         if len(self.recent) >= self.HISTORY_MIN:
             r = min(r, self.HISTORY_FACTOR * float(np.median(self.recent)))
         return max(r, 1e-6)
 
     def apply(self, local: list[np.ndarray], contributions: list) -> list:
-        """The contributions clipped to :meth:`radius`; their distances join the history.
-
-        Also sets :attr:`outliers_last`: which contributions were over
-        ``OutlierBans.FACTOR`` usual distances (:meth:`typical`) away.
-        """
+        """The contributions clipped to :meth:`radius`; their distances join the history."""
         from learnae.averaging.clipping import clip, distances
-        from learnae.peer.outliers import OutlierBans
 
-        panel = list(distances(local, contributions))
-        typical = self.typical(panel)
-        self.outliers_last = [typical is not None and typical > 0 and not d <= OutlierBans.FACTOR * typical
-                              for d in panel]
-        radius = self.radius(local, panel)
+        radius = self.radius(local)
         out, clipped = clip(local, contributions, radius)
         self.recent.extend(min(d, radius) for d in distances(local, out) if np.isfinite(d))
         self.clipped_last = sum(clipped)
