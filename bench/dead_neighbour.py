@@ -8,7 +8,7 @@ from their metrics records) after the kill is compared with before: issue #14 as
 least 70 % (median and multi-krum must not wait for, or keep refetching, the dead peer's
 snapshots). The sum, not each peer's own rate: peers that started first are ahead and wait
 at their merges for the ones behind (bounded staleness, by design), so one peer's rate swings
-with the phase of the swarm (2 to 19 steps/s in one run), while the sum is what the swarm
+with the phase of the swarm (2 to 23 steps/s in one run), while the sum is what the swarm
 trains.
 It also counts how often each survivor tried each of the dead peer's snapshots (twice at most).
 
@@ -23,6 +23,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import sys
@@ -51,8 +52,10 @@ def rate(records: list[dict], t0: float, t1: float) -> float:
 
 def run(rule: str, before_s: float, after_s: float, settle_s: float = 30.0, keep: bool = False) -> list[dict]:
     """One swarm with ``rule``: a row per survivor (rate before, after, retries of the dead peer's snapshots)."""
-    with tempfile.TemporaryDirectory(prefix="dead-neighbour-") as tmp:
-        root = Path(tempfile.mkdtemp(prefix=f"dead-neighbour-{rule}-")) if keep else Path(tmp)
+    where = (contextlib.nullcontext(tempfile.mkdtemp(prefix=f"dead-neighbour-{rule}-")) if keep
+             else tempfile.TemporaryDirectory(prefix="dead-neighbour-"))
+    with where as tmp:
+        root = Path(tmp)
         args = ["--rule", rule, "--merge-k", "5", "--catch-up-s", "0", "--fetch-timeout-s", "10",
                 "--partition", "iid", *FOREVER]
         env = {"LEARNAE_LOG": "warning,learnae.peer.merging=info"}

@@ -72,7 +72,6 @@ class SybilRelay:
         self.pubsub, self.router, self.topic, self.swarm = pubsub, router, topic, swarm
         self.join_body = {**join_body, "addrs": []}  # nowhere to dial: only this peer's connections reach them
         self.sybils = [_Sybil() for _ in range(count)]
-        self.sent = 0
         self._next = 0
         self._seqno = time.time_ns()  # GossipSub message ids are (origin, seqno): never reuse one
         log.warning("attack: made up %d identities; their entries go out through this peer's connections", count)
@@ -89,7 +88,6 @@ class SybilRelay:
         peers = list(self.pubsub.peer_topics.get(self.topic, ()))
         for peer in peers:
             self.router.send_rpc(peer, rpc_pb2.RPC(publish=messages))
-        self.sent += len(messages) * len(peers)
         return len(messages) * len(peers)
 
     def _message(self, sybil: _Sybil, entry: Entry) -> rpc_pb2.Message:
