@@ -197,6 +197,23 @@ class LearnaeGossipSub(GossipSub):
                 self._record_sent.add(peer_id)
         super().send_rpc(peer_id, rpc, priority)
 
+    async def send_recent_messages(self, peer_id: ID, topic: str) -> None:
+        """The gossip window for a topic to a peer that just subscribed, in one RPC.
+
+        py-libp2p writes each cached message as its own RPC, bypassing the
+        outbound queue and attaching our signed peer record to every one: a
+        subscriber then costs ~140 stream writes at 46 announcements/s, and fresh
+        identities subscribe for free. One RPC, split by the queue to the size
+        limit, carries the same messages.
+        """
+        if self.pubsub is None or peer_id not in self.pubsub.peers:
+            return
+        if self.scorer is not None and not self.scorer.allow_publish(peer_id, [topic]):
+            return
+        msgs = [m for m in map(self.mcache.get, self.mcache.window(topic)) if m is not None]
+        if msgs:
+            self.send_rpc(peer_id, rpc_pb2.RPC(publish=msgs))
+
     def remove_peer(self, peer_id: ID) -> None:
         self._record_sent.discard(peer_id)
         for peers in self._newly_meshed.values():
