@@ -12,7 +12,7 @@ re-read them when they change.
 
 Example:
     >>> fleet = Fleet(plan, Path("out/peers"), env={})
-    >>> fleet.start_initial()            # every t=0 peer, then waits for their addresses
+    >>> fleet.start_initial()            # every t=0 peer, then waits until they train
     >>> fleet.partition([["peer-0"], ["peer-1", "peer-2"]])
     >>> fleet.stop_all()
 """
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 20.0  # a graceful leave of every peer, before SIGKILL
 READY_TIMEOUT_S = 180.0  # TensorFlow import and model build of many peers on a loaded machine
+TRAINING_TIMEOUT_S = 60.0  # then the initial peers gather and take their first steps
 
 # action -> (signals sent in order, the peer's state after); a leaving peer is woken first if paused
 SIGNALS = {
@@ -92,14 +93,16 @@ class Fleet:
 
     # -- starting ---------------------------------------------------------------------------
 
-    def _args(self, p: RunPeer, *, min_peers: int, bootstrap: list[str]) -> list[str]:
+    def _args(self, p: RunPeer, *, min_peers: int, bootstrap: list[str], catch_up: bool = True) -> list[str]:
         args = [*peer_flags(self.plan, p.plan), "--swarm", swarm_name(self.plan), "--min-peers", str(min_peers),
                 "--faults", str(p.faults_path)]
+        if not catch_up:
+            args += ["--catch-up-s", "0"]
         for b in bootstrap:
             args += ["--bootstrap", b]
         return args
 
-    def launch(self, p: RunPeer, *, min_peers: int, bootstrap: list[str]) -> None:
+    def launch(self, p: RunPeer, *, min_peers: int, bootstrap: list[str], catch_up: bool = True) -> None:
         """Start ``p``'s process (its key and faults file first) without waiting for its address.
 
         Its key is made here, so every faults file can name it before it dials anyone (a
@@ -111,8 +114,8 @@ class Fleet:
             p.peer_id = Identity.load_or_create(p.data_dir).peer_id
             self.write_all_faults()
         self.write_faults(p)
-        p.proc = PeerProcess.launch(p.data_dir, self._args(p, min_peers=min_peers, bootstrap=bootstrap),
-                                    env=self.env)
+        p.proc = PeerProcess.launch(p.data_dir, self._args(p, min_peers=min_peers, bootstrap=bootstrap,
+                                                            catch_up=catch_up), env=self.env)
         p.ready, p.addr, p.state = False, None, "starting"
         p.starts += 1
 
@@ -147,7 +150,13 @@ class Fleet:
             time.sleep(0.1)
 
     def start_initial(self) -> None:
-        """Start the peers planned for t = 0 (the first one is everyone's bootstrap); wait for all of them."""
+        """Start the peers planned for t = 0 (the first one is everyone's bootstrap); wait until
+        all of them train, so that t = 0 is when the swarm is up whatever the machine's load.
+
+        They start together from the same seed, so none waits for another's snapshot to
+        catch up from (``--catch-up-s 0``): a partition a few seconds in would otherwise
+        hold a peer at its start until the heal.
+        """
         initial = [p for p in self.peers.values() if p.plan.start]
         first, rest = initial[0], initial[1:]
         wait = len(initial) - 1
@@ -156,8 +165,23 @@ class Fleet:
         for p in rest:
             allowed = self.neighbours(p.name)
             bootstrap = [first.addr] if allowed is None or first.name in allowed else []
-            self.launch(p, min_peers=wait, bootstrap=bootstrap)
+            self.launch(p, min_peers=wait, bootstrap=bootstrap, catch_up=False)
         self.wait_ready(rest)
+        self.wait_training(initial)
+
+    def wait_training(self, peers: list[RunPeer], timeout_s: float = TRAINING_TIMEOUT_S) -> None:
+        """Wait (bounded: a topology that keeps a peer from gathering must not hang the run)
+        until each of ``peers`` that is still alive recorded a training step."""
+        deadline = time.monotonic() + timeout_s
+        waiting = list(peers)
+        while waiting:
+            waiting = [p for p in waiting if p.proc is not None and p.proc.alive
+                       and not any(r.step > 0 for r in p.proc.records())]
+            if waiting and time.monotonic() > deadline:
+                log.warning("peers %s took no training step within %.0f s; the timeline starts anyway",
+                            ", ".join(p.name for p in waiting), timeout_s)
+                return
+            time.sleep(0.2)
 
     def _bootstrap_for(self, p: RunPeer) -> list[str]:
         allowed = self.neighbours(p.name)

@@ -103,14 +103,17 @@ class Runner:
         return 0.0 if self.t0 is None else time.monotonic() - self.t0
 
     def start(self) -> None:
-        """Start the peers planned for t = 0, wait for all of them to print their address; t = 0."""
+        """Start the peers planned for t = 0, wait until all of them printed their address and train; t = 0."""
         self.fleet.start_initial()
         self.t0 = time.monotonic()
         self.started_at = time.time()
 
     def fire(self, item: TimelineItem) -> FiredEvent:
-        """Carry out one timeline item now; return (and record) what happened."""
-        fleet = self.fleet
+        """Carry out one timeline item now; return (and record) what happened.
+
+        The event's time is taken before it is carried out: a resumed peer may write a
+        record within a millisecond of SIGCONT, and a restart takes seconds."""
+        fleet, t = self.fleet, round(self.now(), 3)
         problems: list[str] = []
         if isinstance(item, PeerAction):
             if item.action in SIGNALS:  # kill, pause, resume, leave: signals to running processes
@@ -125,7 +128,7 @@ class Runner:
             fleet.set_slow(item.factors)
         elif isinstance(item, AttackAction):
             fleet.set_attacks(item.modes)
-        event = FiredEvent(round(self.now(), 3), item, ok=not problems, detail="; ".join(problems))
+        event = FiredEvent(t, item, ok=not problems, detail="; ".join(problems))
         self.events.append(event)
         log.info("t=%.1fs %s %s", event.t, item.action, event.detail)
         return event

@@ -149,7 +149,7 @@ def _names(value: object, action: str) -> list[str]:
 class FiredEvent:
     """A timeline item as the runner carried it out."""
 
-    t: float  # s since the swarm was up, when it fired
+    t: float  # s since the swarm was up, when it fired (before it was carried out)
     item: TimelineItem
     ok: bool = True  # False: it could not be done (e.g. killing a peer that was not running)
     detail: str = ""  # why not, or empty
