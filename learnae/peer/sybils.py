@@ -33,14 +33,14 @@ from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 from learnae.identity import Identity
 from learnae.ledger.entry import Entry, sign_entry
 
-__all__ = ["SybilRelay", "BATCH"]
+__all__ = ["SybilRelay", "Sybil", "BATCH"]
 
 log = logging.getLogger(__name__)
 
 BATCH = 20  # made-up identities that sign at each own publish (all N take N / BATCH publishes)
 
 
-class _Sybil:
+class Sybil:
     """One made-up identity and the head of its chain."""
 
     def __init__(self) -> None:
@@ -54,6 +54,15 @@ class _Sybil:
         entry = sign_entry(self.identity, swarm=swarm, seq=self.seq, prev=self.prev, kind=kind, body=body)
         self.seq, self.prev = self.seq + 1, entry.cid
         return entry
+
+    def message(self, entry: Entry, topic: str, seqno: int) -> rpc_pb2.Message:
+        """A GossipSub message as this identity itself would publish ``entry``: its origin, its signature.
+        Message ids are (origin, seqno): never give one identity the same ``seqno`` twice."""
+        msg = rpc_pb2.Message(data=entry.to_bytes(), topicIDs=[topic], from_id=self.from_id,
+                              seqno=seqno.to_bytes(8, "big"))
+        msg.signature = self.keypair.private_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+        msg.key = self.keypair.public_key.serialize()
+        return msg
 
 
 class SybilRelay:
@@ -71,7 +80,7 @@ class SybilRelay:
     def __init__(self, pubsub, router, topic: str, swarm: str, join_body: dict, *, count: int):
         self.pubsub, self.router, self.topic, self.swarm = pubsub, router, topic, swarm
         self.join_body = {**join_body, "addrs": []}  # nowhere to dial: only this peer's connections reach them
-        self.sybils = [_Sybil() for _ in range(count)]
+        self.sybils = [Sybil() for _ in range(count)]
         self._next = 0
         self._seqno = time.time_ns()  # GossipSub message ids are (origin, seqno): never reuse one
         log.warning("attack: made up %d identities; their entries go out through this peer's connections", count)
@@ -90,11 +99,6 @@ class SybilRelay:
             self.router.send_rpc(peer, rpc_pb2.RPC(publish=messages))
         return len(messages) * len(peers)
 
-    def _message(self, sybil: _Sybil, entry: Entry) -> rpc_pb2.Message:
-        """A GossipSub message as ``sybil`` itself would publish ``entry``: its origin, its signature."""
+    def _message(self, sybil: Sybil, entry: Entry) -> rpc_pb2.Message:
         self._seqno += 1
-        msg = rpc_pb2.Message(data=entry.to_bytes(), topicIDs=[self.topic], from_id=sybil.from_id,
-                              seqno=self._seqno.to_bytes(8, "big"))
-        msg.signature = sybil.keypair.private_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
-        msg.key = sybil.keypair.public_key.serialize()
-        return msg
+        return sybil.message(entry, self.topic, self._seqno)
