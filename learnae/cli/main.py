@@ -7,11 +7,14 @@ state); 2 bad input from the user (usage, config, files), always as one line
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
-import signal
-import sys
+from learnae.cli import early_signals  # first: a Ctrl-C while loading is acted on once the command can
+
+early_signals.defer()
+
+import errno  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 # TensorFlow's C++ side prints start-up banners (oneDNN, CPU features) unless told not to;
 # they are noise to a user. Set before anything imports TensorFlow; an explicit value wins.
@@ -30,7 +33,8 @@ __all__ = ["cli", "main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="learnae", message="%(prog)s %(version)s")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """learnae: train one neural network across equal peers, with no coordinator.
 
     Peers train on their own data, publish weight snapshots as IPFS CIDs,
@@ -41,6 +45,8 @@ def cli() -> None:
     named, e.g. LEARNAE_LOG=info,libp2p=warning.
     """
     configure_logging()
+    if ctx.invoked_subcommand != "peer":  # `peer start` takes a deferred SIGINT itself
+        early_signals.resume()
 
 
 for group in (peer.group, key.group, config_cmd.group, ledger.group, data.group, ipfs.group, scenario.group):
@@ -66,20 +72,15 @@ def _disk_full(group: BaseExceptionGroup) -> OSError | None:
     return leaves[0]
 
 
-def _take_sigint() -> None:
-    """Make SIGINT (Ctrl-C, ``kill -INT``) the graceful stop it is documented to be, always.
-
-    A shell without job control starts a background job (``learnae peer start &`` in a
-    script, a CI step) with SIGINT ignored, and Python leaves an inherited SIG_IGN alone:
-    such a peer, server or scenario runner would never leave on SIGINT.
-    """
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to one-line messages and exit codes."""
-    _take_sigint()
+    try:
+        _main(argv)
+    finally:
+        early_signals.take()  # whatever the command did, Ctrl-C is Ctrl-C again afterwards
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         try:
             rv = cli.main(args=argv, prog_name="learnae", standalone_mode=False)

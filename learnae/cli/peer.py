@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from learnae.cli import early_signals
 from learnae.cli.common import (config_options, data_dir_name, echo_settings, emit_json, format_option,
                                 prepare_data_dir, resolve_data_dir, settings_rows)
 from learnae.errors import ConfigError, FetchError, UserError
@@ -28,8 +29,11 @@ log = logging.getLogger("learnae.cli")
 
 
 @click.group(name="peer")
-def group() -> None:
+@click.pass_context
+def group(ctx: click.Context) -> None:
     """Run and inspect a training peer."""
+    if ctx.invoked_subcommand != "start":  # `start` takes a deferred SIGINT once its runtime watches
+        early_signals.resume()
 
 
 def resolve(config_file: Path | None, flags: dict) -> PeerConfig:
@@ -97,7 +101,7 @@ def start(config_file: Path | None, print_config: bool, **flags) -> None:
 
     from learnae.peer.runtime import run_peer
 
-    run_peer(cfg)
+    run_peer(cfg, early_signal=early_signals.take)
 
 
 @group.command("status")

@@ -61,9 +61,13 @@ FINISH_WAIT_S = 60.0  # at max_steps: how long to wait for the neighbours' final
 FINISH_LINGER_S = 3.0  # then: how long to keep serving our own final snapshot before leaving
 
 
-def run_peer(cfg: PeerConfig) -> None:
-    """Run a peer until ``max_steps`` or SIGINT/SIGTERM (blocking)."""
-    trio.run(_run, cfg)
+def run_peer(cfg: PeerConfig, early_signal: Callable[[], int | None] | None = None) -> None:
+    """Run a peer until ``max_steps`` or SIGINT/SIGTERM (blocking).
+
+    ``early_signal``, called once this peer watches for signals itself, returns one that
+    came before (while the process was still loading), to be acted on as if it came now.
+    """
+    trio.run(_run, cfg, early_signal)
 
 
 class Interrupts:
@@ -91,17 +95,22 @@ class Interrupts:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for signum in signals:
-                if self.reason is None:
-                    self.reason = "interrupted" if signum == signal.SIGINT else "terminated"
-                    log.warning("%s: leaving the swarm", signal.Signals(signum).name)
-                for cs in self._scopes:
-                    cs.cancel()
+                self.arrived(signum)
+
+    def arrived(self, signum: int) -> None:
+        if self.reason is None:
+            self.reason = "interrupted" if signum == signal.SIGINT else "terminated"
+            log.warning("%s: leaving the swarm", signal.Signals(signum).name)
+        for cs in self._scopes:
+            cs.cancel()
 
 
-async def _run(cfg: PeerConfig) -> None:
+async def _run(cfg: PeerConfig, early_signal: Callable[[], int | None] | None = None) -> None:
     interrupts = Interrupts()
     async with trio.open_nursery() as watcher:
         await watcher.start(interrupts.watch)  # from here on a signal never raises KeyboardInterrupt
+        if early_signal is not None and (signum := early_signal()) is not None:
+            interrupts.arrived(signum)
         try:
             await _serve(cfg, interrupts)
         finally:
