@@ -24,37 +24,35 @@ import signal
 __all__ = ["defer", "resume", "take"]
 
 _pending: list[int] = []
-_deferring = False
 
 
-def _handler(signum, frame) -> None:
-    if _deferring:
-        _pending.append(signum)
-    else:
-        raise KeyboardInterrupt
+def _remember(signum, frame) -> None:
+    _pending.append(signum)
+
+
+def _install(handler) -> None:
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (the CLI run in-process, e.g. by a test): leave it be
+        pass
 
 
 def defer() -> None:
     """From now on SIGINT is remembered, not raised, until :func:`resume` or :func:`take`."""
-    global _deferring
-    _deferring = True
-    signal.signal(signal.SIGINT, _handler)
-
-
-def resume() -> None:
-    """SIGINT raises KeyboardInterrupt again; one that came while deferred is raised now."""
-    global _deferring
-    _deferring = False
-    if _pending:
-        _pending.clear()
-        raise KeyboardInterrupt
+    _install(_remember)
 
 
 def take() -> int | None:
-    """Stop deferring (the caller handles SIGINT itself from now on) and return the signal
-    that came while deferred, or None."""
-    global _deferring
-    _deferring = False
+    """Stop deferring: SIGINT is Python's default again (``signal.default_int_handler``, which
+    trio recognises and handles safely); return the signal that came while deferred, or None."""
+    if signal.getsignal(signal.SIGINT) is _remember:
+        _install(signal.default_int_handler)
     signum = _pending[0] if _pending else None
     _pending.clear()
     return signum
+
+
+def resume() -> None:
+    """Stop deferring; a SIGINT that came meanwhile is raised now, as KeyboardInterrupt."""
+    if take() is not None:
+        raise KeyboardInterrupt

@@ -7,14 +7,16 @@ state); 2 bad input from the user (usage, config, files), always as one line
 
 from __future__ import annotations
 
-from learnae.cli import early_signals  # first: a Ctrl-C while loading is acted on once the command can
+import os
+import sys
 
-early_signals.defer()
+from learnae.cli import early_signals
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "learnae":  # the program, not an import
+    early_signals.defer()  # first: a Ctrl-C while loading is acted on once the command can
 
 import errno  # noqa: E402
 import logging  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
 
 # TensorFlow's C++ side prints start-up banners (oneDNN, CPU features) unless told not to;
 # they are noise to a user. Set before anything imports TensorFlow; an explicit value wins.

@@ -212,6 +212,8 @@ async def open_gossip(
     pubsub.inboxes[t] = inbox
     pubsub.on_bad_pubsub_signature = lambda fwd, msg: validator.reject(
         "bad-pubsub-signature", fwd, "?", "libp2p message signature does not verify")
+    pubsub.on_over_budget = lambda fwd, msg, reason: validator.reject(
+        reason, fwd, _origin(msg), "over this neighbour's message budget (learnae.gossip.admission); dropped unvalidated")
     pubsub.on_bad_rpc = lambda peer, detail: validator.reject(
         "bad-rpc", peer, "?", f"an RPC that cannot be read ({detail}); its pubsub stream was reset")
 
@@ -266,3 +268,11 @@ async def _quiesce(host: IHost, pubsub: LearnaePubsub) -> None:
     await stop_listening(host)
     await disconnect_all(host)
     await trio.sleep(0)  # let read loops observe their closed streams
+
+
+def _origin(msg) -> str:
+    """The author a message claims (unverified: for a log line), or "?"."""
+    try:
+        return ID(msg.from_id).to_base58()
+    except Exception:  # noqa: BLE001 - any bytes a remote peer sent
+        return "?"

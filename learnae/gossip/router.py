@@ -39,7 +39,7 @@ import math
 import time
 import weakref
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 from libp2p.exceptions import ValidationError
@@ -50,6 +50,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.pubsub.validators import signature_validator
 
+from learnae.gossip.admission import Admission, AdmissionParams
 from learnae.gossip.validate import IGNORE
 
 __all__ = ["GossipParams", "LearnaeGossipSub", "LearnaePubsub", "make_router", "score_params"]
@@ -76,6 +77,9 @@ class GossipParams:
     # far below this (announce.max_rate_per_s); a relay forwards every author's
     # messages, so the limit must cover the whole swarm's rate.
     max_msgs_per_peer_per_s: float = 2000.0
+    # What one neighbour may make this peer validate, checked before any signature
+    # (learnae.gossip.admission): far below the above, far above an honest neighbour.
+    admission: AdmissionParams = field(default_factory=AdmissionParams)
     outbound_queue_rpcs: int = 1024  # per peer (py-libp2p default: 32)
     # Send our own messages to every subscribed peer, not only the mesh (go-libp2p's
     # default floodPublish): one hop to everyone, and no loss while the mesh forms.
@@ -257,6 +261,8 @@ class LearnaePubsub(Pubsub):
         self.on_bad_pubsub_signature = None  # callback(forwarder: ID)
         self.bad_rpcs = 0  # pubsub streams reset because an RPC on them could not be read
         self.on_bad_rpc = None  # callback(peer: ID, detail: str)
+        self.admission = Admission(params.admission)
+        self.on_over_budget = None  # callback(forwarder: ID, msg, reason: str)
         # Message IDs are (from, seqno). py-libp2p seeds the seqno counter with the
         # time in *seconds* and adds one per message, so a peer that published more
         # than one message a second and restarts reuses seqnos its neighbours still
@@ -359,8 +365,21 @@ class LearnaePubsub(Pubsub):
     async def _push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         if self.closing:
             return
+        if msg_forwarder == self.my_id or self._is_msg_seen(msg):
+            await super().push_msg(msg_forwarder, msg)
+            return
+        # The forwarder's budget first, before any signature is checked (learnae.gossip.admission).
+        over = self.admission.admit(msg_forwarder, msg.from_id)
+        if over is not None:
+            if self.on_over_budget is not None:
+                self.on_over_budget(msg_forwarder, msg, over)
+            scorer = getattr(self.router, "scorer", None)
+            if scorer is not None and self.admission.penalise(msg_forwarder):
+                for t in msg.topicIDs:
+                    scorer.on_invalid_message(msg_forwarder, t)
+            return
         # Count the messages the libp2p-level signature check would drop silently.
-        if msg_forwarder != self.my_id and not self._is_msg_seen(msg) and not _pubsub_sig_ok(msg):
+        if not _pubsub_sig_ok(msg):
             self.rejected_unsigned += 1
             if self.on_bad_pubsub_signature is not None:
                 self.on_bad_pubsub_signature(msg_forwarder, msg)

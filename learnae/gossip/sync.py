@@ -82,7 +82,9 @@ class SyncStats:
 
 
 def _heads_map(ledger: Ledger, swarm: str) -> dict[str, list]:
-    return {a: [seq, cid] for a, (seq, cid) in ledger.chain_heads(swarm).items()}
+    # What we hold without a gap: a chain stored only up to seq 3 plus a fork at seq 44
+    # (seen before the entries between) asks for 4 onwards, or it would never get them.
+    return {a: [seq, cid] for a, (seq, cid) in ledger.chain_heads(swarm, unbroken=True).items()}
 
 
 def _parse_heads(obj: object, limit: int) -> dict[str, tuple[int, CID]]:

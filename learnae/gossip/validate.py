@@ -23,6 +23,9 @@ chain:<reason>      the chain check supplied by the peer runtime (which owns the
 validator-error     the chain check raised; counted and logged, never fatal
 bad-rpc             (not a message) an RPC on the pubsub stream that cannot be parsed
                     or processed: the stream is reset, the peer never crashes
+flood, new-origins  (before any of the above) the forwarder is over its message budget,
+                    or over its budget of authors new to this peer
+                    (:mod:`learnae.gossip.admission`): dropped unvalidated
 ==================  ===============================================================
 
 Example:
@@ -60,7 +63,7 @@ ChainCheck = Callable[[Entry], Union[str, None, Awaitable[Union[str, None]]]]
 REJECT_REASONS = (
     "oversize", "undecodable", "non-canonical", "bad-version", "bad-schema", "bad-author",
     "bad-signature", "future-timestamp", "wrong-swarm", "signer-mismatch", "chain",
-    "bad-pubsub-signature", "bad-rpc", "validator-error",
+    "bad-pubsub-signature", "bad-rpc", "validator-error", "flood", "new-origins",
 )
 _CACHE = 4096  # decoded entries waiting for delivery, by libp2p message id
 LOG_EVERY_S = 60.0  # a rejection reason is logged at WARNING at most this often

@@ -538,14 +538,30 @@ class Ledger:
 
         return import_car(self, path, put_block=put_block)
 
-    def chain_heads(self, swarm: str | None = None) -> dict[str, tuple[int, CID]]:
-        """``author -> (seq, CID)`` of each author's highest stored entry (of ``swarm`` if given)."""
-        sql = ("SELECT e.author, e.seq, e.cid FROM entries e JOIN (SELECT author, MAX(seq) AS s FROM entries "
-               "GROUP BY author) h ON h.author = e.author AND h.s = e.seq")
+    def chain_heads(self, swarm: str | None = None, *, unbroken: bool = False) -> dict[str, tuple[int, CID]]:
+        """``author -> (seq, CID)`` of each author's highest stored entry (of ``swarm`` if given).
+
+        ``unbroken``: the head of the chain held without a gap from seq 0 instead (what a
+        sync client has): entries stored beyond a gap, e.g. both entries of a fork seen
+        before the chain leading to it, do not count, and an author with no seq 0 is left out.
+        """
+        sql = ("SELECT e.author, e.seq, e.cid, h.n FROM entries e JOIN (SELECT author, MAX(seq) AS s, "
+               "COUNT(DISTINCT seq) AS n FROM entries GROUP BY author) h ON h.author = e.author AND h.s = e.seq")
         out = {}
-        for author, seq, cid in self.index.db.execute(sql):
-            if author not in out:  # a forked head: either twin will do
-                out[author] = (seq, cid_from_bytes(cid))
+        for author, seq, cid, n in self.index.db.execute(sql):
+            if author in out:  # a forked head: either twin will do
+                continue
+            if unbroken and n != seq + 1:  # a gap below the head: the head of the part before it
+                seq = -1
+                for (s,) in self.index.db.execute("SELECT DISTINCT seq FROM entries WHERE author=? ORDER BY seq",
+                                                  (author,)):
+                    if s != seq + 1:
+                        break
+                    seq = s
+                if seq < 0:
+                    continue
+                cid = self.index.at(author, seq)[0]
+            out[author] = (seq, cid_from_bytes(cid))
         if swarm is not None:
             out = {a: h for a, h in out.items() if (e := self.entry(h[1])) is not None and e.swarm == swarm}
         return out

@@ -106,3 +106,26 @@ async def test_a_hostile_server_gets_nothing_stored_and_the_sync_ends(tmp_path, 
         if frames == "garbage":
             assert not stats.complete and stats.rejected == 1  # the first invalid entry ends it
         assert {e.cid for e in ours.entries()} == before
+
+
+async def test_a_fork_seen_before_the_chain_leading_to_it_does_not_hide_that_chain_from_sync(tmp_path):
+    """Seen in a scenario: a peer holding an author's seq 0-3 received both entries of its fork at
+    seq 10 (stored at once, as the proof) and reported seq 10 as its head, so no sync ever sent
+    it 4-9; gap filling did not either (nothing was held)."""
+    liar = ident(3)
+    chain = make_chain(liar, 11)
+    twin = sign_entry(liar, swarm=SWARM, seq=10, prev=chain[9].cid, kind="leave", body={"reason": "the other story"})
+    with Ledger.open(tmp_path / "s", ident(10), swarm=SWARM) as witness, \
+            Ledger.open(tmp_path / "c", ident(11), swarm=SWARM) as ours:
+        for e in (*chain, twin):
+            witness.receive(e)
+        for e in chain[:4]:
+            ours.receive(e)
+        ours.receive(chain[10])
+        assert ours.receive(twin).status.name == "FORK"  # before the chain leading to it
+        async with AsyncExitStack() as stack:
+            server, client = await _pair(stack)
+            serve_sync(server, witness, SWARM)
+            stats = await sync_with(client, server.get_id(), ours, SWARM)
+        assert stats.complete
+        assert sorted(e.seq for e in ours.entries(author=liar.peer_id)) == [*range(10), 10, 10]

@@ -148,7 +148,7 @@ def _peer_config(command: list[str], env: dict[str, str], monkeypatch) -> PeerCo
     where the peer would start; ``env`` is the container's environment."""
     assert command[0] == "learnae"
     seen: list[PeerConfig] = []
-    monkeypatch.setattr("learnae.peer.runtime.run_peer", seen.append)
+    monkeypatch.setattr("learnae.peer.runtime.run_peer", lambda cfg, **_: seen.append(cfg))
     for name in list(os.environ):
         if name.startswith(("LEARNAE_", "SWARM_")):
             monkeypatch.delenv(name)
@@ -168,7 +168,7 @@ def _stub_learnae(tmp_path: Path) -> dict[str, str]:
 import dataclasses, json, os, sys, time
 import learnae.peer.runtime as runtime
 
-def run_peer(cfg):
+def run_peer(cfg, early_signal=None):
     print(json.dumps(dataclasses.asdict(cfg), default=str), flush=True)
     time.sleep(float(os.environ.get("STUB_HOLD_S", "0")))
 
