@@ -19,7 +19,7 @@ training at least 50 % of its rate before.
 
 Run (nothing else busy):
     .venv/bin/python -m bench.gossip_flood
-    .venv/bin/python -m bench.gossip_flood --rate 1000 --seconds 20 --rounds 3
+    .venv/bin/python -m bench.gossip_flood --one-author     # one identity's chain: known after its join
 """
 
 from __future__ import annotations
@@ -79,18 +79,23 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     return float("inf"), int(total)
 
 
-def make_flood(swarm: str, fingerprint: str, per_s: int, seconds: float, start: float) -> list[list]:
+def make_flood(swarm: str, fingerprint: str, per_s: int, seconds: float, start: float,
+               one_author: bool = False) -> list[list]:
     """The flood, signed ahead (on the flooder's core, while the victim trains): RPC batches, one
-    per tick, of ``join`` entries of fresh identities, each stamped with the time it is to be sent."""
+    per tick, each entry stamped with the time it is to be sent. Either ``join`` entries of fresh
+    identities, or (``one_author``) one identity's valid chain: a join, then leave entries."""
     topic, body, seqno = topic_name(swarm), {"fingerprint": fingerprint, "framework": "keras", "addrs": []}, time.time_ns()
     per_tick = max(1, round(per_s * TICK_S))
+    author = Sybil()
     batches = []
     for tick in range(int(seconds / TICK_S)):
         ts = int((start + tick * TICK_S) * 1000)
         batch = []
         for _ in range(per_tick):
-            sybil, seqno = Sybil(), seqno + 1
-            entry = sign_entry(sybil.identity, swarm=swarm, seq=0, prev=None, kind="join", body=body, ts=ts)
+            sybil, seqno = (author if one_author else Sybil()), seqno + 1
+            kind, what = ("join", body) if sybil.seq == 0 else ("leave", {"reason": f"r{sybil.seq}"})
+            entry = sign_entry(sybil.identity, swarm=swarm, seq=sybil.seq, prev=sybil.prev, kind=kind, body=what, ts=ts)
+            sybil.seq, sybil.prev = sybil.seq + 1, entry.cid
             batch.append(sybil.message(entry, topic, seqno))
         batches.append(batch)
     return batches
@@ -114,7 +119,7 @@ async def flood(addr: str, swarm: str, batches: list[list], start: float) -> flo
     return late
 
 
-def one_round(root: Path, per_s: int, seconds: float) -> dict:
+def one_round(root: Path, per_s: int, seconds: float, one_author: bool = False) -> dict:
     port = free_port()
     os.sched_setaffinity(0, {0})  # the victim inherits core 0 ...
     peer = PeerProcess.start(root, [*FOREVER, "--metrics-port", str(port)])
@@ -125,7 +130,7 @@ def one_round(root: Path, per_s: int, seconds: float) -> dict:
             own = led.entries(kind="join")[0]
         t0 = time.time()
         start = t0 + max(seconds, 30.0)  # the flood is signed meanwhile
-        batches = make_flood(own.swarm, own.body["fingerprint"], per_s, seconds, start + 2)
+        batches = make_flood(own.swarm, own.body["fingerprint"], per_s, seconds, start + 2, one_author)
         time.sleep(max(0.0, start - time.time()))
         t1, hist0 = time.time(), latency_buckets(port)
         late = trio.run(flood, peer.addr, own.swarm, batches, start + 2)
@@ -152,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=1000, help="messages per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="flood length (and of the windows around it)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--one-author", action="store_true",
+                    help="one identity's valid chain instead of fresh identities' joins")
     args = ap.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print("needs 2 cores to keep the flooder off the victim's core", file=sys.stderr)
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for i in range(1, args.rounds + 1):
         with tempfile.TemporaryDirectory(prefix="gossip-flood-") as tmp:
-            r = one_round(Path(tmp) / "v", args.rate, args.seconds)
+            r = one_round(Path(tmp) / "v", args.rate, args.seconds, args.one_author)
         rows.append(r)
         print(f"| {i} | {r['before']:.1f} | {r['during']:.1f} | {r['after']:.1f} | {r['ratio']:.0%} | {r['sent']} | {r['late']:.2f} s | "
               f"{r['got']} | {r['stored']} | <= {r['p50']:g} s | <= {r['p95']:g} s | {r['rejected'] or '-'} |",
