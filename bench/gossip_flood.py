@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the peer-process helpers live with the tests
 
 from bench.dead_neighbour import rate  # noqa: E402
+from bench.join_flood import pinned_peer  # noqa: E402
 from learnae.gossip import connect, open_host  # noqa: E402
 from learnae.gossip.announce import open_gossip  # noqa: E402
 from learnae.gossip.topics import topic as topic_name  # noqa: E402
@@ -49,9 +50,6 @@ from learnae.identity import Identity  # noqa: E402
 from learnae.ledger import Ledger  # noqa: E402
 from learnae.ledger.entry import sign_entry  # noqa: E402
 from learnae.peer.sybils import Sybil  # noqa: E402
-from learnae.scenario.process import PeerProcess  # noqa: E402
-from tests.peer.nodes import wait_until  # noqa: E402
-from tests.peer.test_citizen import FOREVER  # noqa: E402
 
 TICK_S = 0.1
 BUCKET = re.compile(r'^learnae_announcement_latency_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$')
@@ -121,13 +119,7 @@ async def flood(addr: str, swarm: str, batches: list[list], start: float) -> flo
 
 def one_round(root: Path, per_s: int, seconds: float, one_author: bool = False) -> dict:
     port = free_port()
-    os.sched_setaffinity(0, {0})  # the victim inherits core 0 ...
-    peer = PeerProcess.start(root, [*FOREVER, "--metrics-port", str(port)])
-    os.sched_setaffinity(0, {1})  # ... and the flooder gets core 1
-    try:
-        wait_until(lambda: any(r.get("step", 0) >= 100 for r in peer.metrics()), 300, "training")
-        with Ledger.open(peer.data_dir, readonly=True) as led:
-            own = led.entries(kind="join")[0]
+    with pinned_peer(root, ["--metrics-port", str(port)]) as (peer, own):
         t0 = time.time()
         start = t0 + max(seconds, 30.0)  # the flood is signed meanwhile
         batches = make_flood(own.swarm, own.body["fingerprint"], per_s, seconds, start + 2, one_author)
@@ -138,9 +130,6 @@ def one_round(root: Path, per_s: int, seconds: float, one_author: bool = False) 
         time.sleep(t2 - t1)
         t3 = time.time()
         records = peer.metrics()
-    finally:
-        peer.kill()
-        os.sched_setaffinity(0, {0, 1})
     with Ledger.open(peer.data_dir, readonly=True) as led:
         stored = len(led.entries(kind="join")) - 1
     p50, got = quantile(hist0, hist1, 0.5)

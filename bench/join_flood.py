@@ -25,6 +25,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -70,14 +71,24 @@ async def flood(addr: str, swarm: str, fingerprint: str, joiners: int, every_s: 
     return joined
 
 
-def one_round(root: Path, joiners: int, every_s: float, peer_args: list[str] = ()) -> dict:
+@contextlib.contextmanager
+def pinned_peer(root: Path, peer_args: list[str] = ()):
+    """A training ``learnae peer start`` on core 0, this process on core 1 (for the flooders), once
+    it has taken 100 steps: yields the process and its own join entry; kills it on exit."""
     os.sched_setaffinity(0, {0})  # the peer inherits core 0 ...
     peer = PeerProcess.start(root, [*FOREVER, *peer_args])
     os.sched_setaffinity(0, {1})  # ... and the flooders get core 1
     try:
         wait_until(lambda: any(r.get("step", 0) >= 100 for r in peer.metrics()), 300, "training")
         with Ledger.open(peer.data_dir, readonly=True) as led:
-            own = led.entries(kind="join")[0]
+            yield peer, led.entries(kind="join")[0]
+    finally:
+        peer.kill()
+        os.sched_setaffinity(0, {0, 1})
+
+
+def one_round(root: Path, joiners: int, every_s: float, peer_args: list[str] = ()) -> dict:
+    with pinned_peer(root, peer_args) as (peer, own):
         window = joiners * every_s
         t0 = time.time()
         time.sleep(window)
@@ -87,9 +98,6 @@ def one_round(root: Path, joiners: int, every_s: float, peer_args: list[str] = (
         time.sleep(window)
         t3 = time.time()
         records = peer.metrics()
-    finally:
-        peer.kill()
-        os.sched_setaffinity(0, {0, 1})
     with Ledger.open(peer.data_dir, readonly=True) as led:
         taken = set(joined) & {e.author for e in led.entries(kind="join")}
     before, during, after = rate(records, t0, t1), rate(records, t1, t2), rate(records, t2, t3)
