@@ -45,7 +45,7 @@ from learnae.gossip.host import disconnect_all, stop_listening
 from learnae.gossip.inbox import Inbox
 from learnae.gossip.router import PROTOCOLS, GossipParams, LearnaeGossipSub, LearnaePubsub, make_router
 from learnae.gossip.topics import topic as topic_name
-from learnae.gossip.validate import ChainCheck, EntryValidator
+from learnae.gossip.validate import ChainCheck, EntryValidator, message_origin
 from learnae.ledger.entry import Entry
 
 __all__ = ["open_gossip", "Gossip", "PublishParams"]
@@ -213,7 +213,7 @@ async def open_gossip(
     pubsub.on_bad_pubsub_signature = lambda fwd, msg: validator.reject(
         "bad-pubsub-signature", fwd, "?", "libp2p message signature does not verify")
     pubsub.on_over_budget = lambda fwd, msg, reason: validator.reject(
-        reason, fwd, _origin(msg), "over this neighbour's message budget (learnae.gossip.admission); dropped unvalidated")
+        reason, fwd, message_origin(msg) or "?", "over this neighbour's message budget (learnae.gossip.admission); dropped unvalidated")
     pubsub.on_bad_rpc = lambda peer, detail: validator.reject(
         "bad-rpc", peer, "?", f"an RPC that cannot be read ({detail}); its pubsub stream was reset")
 
@@ -269,10 +269,3 @@ async def _quiesce(host: IHost, pubsub: LearnaePubsub) -> None:
     await disconnect_all(host)
     await trio.sleep(0)  # let read loops observe their closed streams
 
-
-def _origin(msg) -> str:
-    """The author a message claims (unverified: for a log line), or "?"."""
-    try:
-        return ID(msg.from_id).to_base58()
-    except Exception:  # noqa: BLE001 - any bytes a remote peer sent
-        return "?"

@@ -373,22 +373,24 @@ class LearnaePubsub(Pubsub):
         if over is not None:
             if self.on_over_budget is not None:
                 self.on_over_budget(msg_forwarder, msg, over)
-            scorer = getattr(self.router, "scorer", None)
-            if scorer is not None and self.admission.penalise(msg_forwarder):
-                for t in msg.topicIDs:
-                    scorer.on_invalid_message(msg_forwarder, t)
+            if self.admission.penalise(msg_forwarder):
+                self._penalise(msg_forwarder, msg)
             return
         # Count the messages the libp2p-level signature check would drop silently.
         if not _pubsub_sig_ok(msg):
             self.rejected_unsigned += 1
             if self.on_bad_pubsub_signature is not None:
                 self.on_bad_pubsub_signature(msg_forwarder, msg)
-            scorer = getattr(self.router, "scorer", None)
-            if scorer is not None:
-                for t in msg.topicIDs:
-                    scorer.on_invalid_message(msg_forwarder, t)
+            self._penalise(msg_forwarder, msg)
             return
         await super().push_msg(msg_forwarder, msg)
+
+    def _penalise(self, forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """One invalid message against ``forwarder`` in GossipSub's score, in each of its topics."""
+        scorer = getattr(self.router, "scorer", None)
+        if scorer is not None:
+            for t in msg.topicIDs:
+                scorer.on_invalid_message(forwarder, t)
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         for t in publish_message.topicIDs:

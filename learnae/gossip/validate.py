@@ -49,7 +49,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from learnae.errors import InvalidEntryError
 from learnae.ledger.entry import MAX_ENTRY_BYTES, Entry, decode_entry
 
-__all__ = ["EntryValidator", "ChainCheck", "IGNORE", "REJECT_REASONS"]
+__all__ = ["EntryValidator", "ChainCheck", "IGNORE", "REJECT_REASONS", "message_origin"]
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,8 @@ class EntryValidator:
 
     # -- py-libp2p topic validator entry points ----------------------------------
     def _stateless(self, forwarder: ID, msg: rpc_pb2.Message) -> Entry | None:
-        try:
-            origin = ID(msg.from_id).to_base58()
-        except Exception:
+        origin = message_origin(msg)
+        if origin is None:
             self.reject("undecodable", forwarder, "?", "bad from field")
             return None
         entry, reason = self.check(msg.data, origin)
@@ -197,3 +196,11 @@ class EntryValidator:
             self.reject(reason, forwarder, entry.author)
             return False
         return self._accept(msg, entry)
+
+
+def message_origin(msg: rpc_pb2.Message) -> str | None:
+    """The peer ID (base58) a message names as its origin, not yet verified; None if unreadable."""
+    try:
+        return ID(msg.from_id).to_base58()
+    except Exception:  # noqa: BLE001 - any bytes a remote peer sent
+        return None

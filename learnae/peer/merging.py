@@ -169,7 +169,7 @@ class Merger:
         fresh_only = self.cfg.rule not in ROBUST_RULES
         k = self.cfg.merge_k
         choose = lambda: self.view.choose(k, exclude=self._unusable(), fresh_only=fresh_only,  # noqa: E731
-                                          prefer=self.connected_members(), max_others=max(1, k // 3))
+                                          prefer=self.connected_members(), max_others=self.max_strangers())
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
             with trio.move_on_after(self.cfg.merge_wait_s):
@@ -177,6 +177,10 @@ class Merger:
                     await self.wait_fresh()
                     refs = choose()
         return refs
+
+    def max_strangers(self) -> int:
+        """Seats in a panel for authors this peer has no connection to: a third of ``merge_k``, at least one."""
+        return max(1, self.cfg.merge_k // 3)
 
     def _unusable(self) -> set[str]:
         """Authors not to choose now: excluded ones, and those whose latest snapshot failed to arrive."""

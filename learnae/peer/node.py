@@ -347,7 +347,7 @@ class PeerNode:
             await trio.sleep(min(CATCH_UP_GRACE_S, wait_s / 4))
         k = max(2, self.cfg.merge_k)
         refs = self.view.choose(k, exclude=self.merger.excluded(), fresh_only=False,
-                                prefer=set(self.topic_peers()), max_others=max(1, k // 3))
+                                prefer=set(self.topic_peers()), max_others=self.merger.max_strangers())
         contributions = await self.merger.fetch_all(refs, 0)
         if not contributions:
             log.info("catch-up: no neighbour snapshot arrived; starting from the model's own weights")

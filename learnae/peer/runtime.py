@@ -335,7 +335,7 @@ class TrainingLoop:
                     await merger.wait_fresh()  # found meanwhile can end the wait as well
         authors = view.authors()  # every final snapshot, strangers' capped as at every merge
         refs = view.choose(len(authors), exclude=merger.excluded(), fresh_only=False,
-                           prefer=merger.connected_members(), max_others=max(1, self.cfg.merge_k // 3))
+                           prefer=merger.connected_members(), max_others=merger.max_strangers())
         if refs:
             step = self.trainer.step
             await self._adopt(await node.combine(self.trainer.get_weights(), refs, await node.fetch(refs, step), step))
