@@ -6,7 +6,8 @@ closes that gap directly between two peers, on the protocol ``/learnae/1/ledger-
 
 1. the client sends what it has: ``{"swarm": id, "have": {author: [seq, CID]},
    "want": [CID, ...]}`` (its head of every author's chain, and entries it asks for
-   by CID);
+   by CID), and optionally ``"only": [author, ...]`` to hear of those authors alone
+   (a joining peer first takes back its own chain, then the rest in the background);
 2. the server answers with frames (varint length + bytes): first its own heads
    ``{"heads": {author: [seq, CID]}}``, then entries, each as its signed block: the
    entries it holds beyond the client's head of each author (chain order, at most
@@ -33,7 +34,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import dag_cbor
@@ -139,6 +140,13 @@ async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
         return
     have = _parse_heads(request.get("have"), MAX_HEADS)
     mine = ledger.chain_heads(swarm)
+    proofs = ledger.fork_proofs(swarm)
+    only = request.get("only")
+    if isinstance(only, list):  # the client asks about these authors alone
+        wanted = {a for a in only[:MAX_HEADS] if isinstance(a, str)}
+        mine = {a: head for a, head in mine.items() if a in wanted}
+        have = {a: head for a, head in have.items() if a in wanted}
+        proofs = [p for p in proofs if p.author in wanted]
     await stream.write(encode_varint_prefixed(dag_cbor.encode(
         {"heads": {a: [seq, cid] for a, (seq, cid) in list(mine.items())[:MAX_HEADS]}})))
     sent = 0
@@ -155,7 +163,7 @@ async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
             sent += 1
             if on_twin is not None:
                 on_twin(their_cid)
-    for proof in ledger.fork_proofs(swarm)[:MAX_FORKS]:  # forks we proved: the client checks them itself
+    for proof in proofs[:MAX_FORKS]:  # forks we proved: the client checks them itself
         for entry in (proof.first, proof.second):
             await stream.write(encode_varint_prefixed(ledger.entry_bytes(entry.cid)))
             sent += 1
@@ -174,27 +182,32 @@ async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
 # -- the client side --------------------------------------------------------------------------
 
 async def sync_with(host, peer_id: ID, ledger: Ledger, swarm: str, *, max_rounds: int = MAX_ROUNDS,
-                    timeout_s: float = EXCHANGE_TIMEOUT_S) -> SyncStats:
+                    timeout_s: float = EXCHANGE_TIMEOUT_S, only: Iterable[str] | None = None) -> SyncStats:
     """Bring ``ledger`` level with what ``peer_id`` holds of ``swarm``; never raises for the peer's faults.
+
+    Args:
+        only: these authors' chains alone (None: every author's).
 
     Raises:
         trio.Cancelled: only when the caller cancels.
     """
     stats = SyncStats()
+    only = None if only is None else sorted(set(only))
     want: list[CID] = []  # entries the server showed at a seq where we hold another
     for _ in range(max_rounds):
         stats.rounds += 1
         stored_before = stats.stored
         try:
             with trio.fail_after(timeout_s):
-                received, heads = await _exchange(host, peer_id, ledger, swarm, want, stats)
+                received, heads = await _exchange(host, peer_id, ledger, swarm, want, stats, only)
         except (trio.TooSlowError, InvalidEntryError, Exception) as exc:  # noqa: BLE001 - their fault or the network's
             log.debug("ledger sync with %s stopped: %r", peer_id, exc)
             stats.complete = False
             break
         stats.complete = True
         asked, want = want, [cid for a, (seq, cid) in heads.items()
-                             if (ours := ledger.entry_at(a, seq)) and cid not in ours][:MAX_WANT]
+                             if (only is None or a in only)  # an old server answers of everyone
+                             and (ours := ledger.entry_at(a, seq)) and cid not in ours][:MAX_WANT]
         if received < BATCH and not want:
             break  # all of it
         if stats.stored == stored_before and want in ([], asked):
@@ -203,10 +216,13 @@ async def sync_with(host, peer_id: ID, ledger: Ledger, swarm: str, *, max_rounds
 
 
 async def _exchange(host, peer_id: ID, ledger: Ledger, swarm: str, want: list[CID],
-                    stats: SyncStats) -> tuple[int, dict[str, tuple[int, CID]]]:
+                    stats: SyncStats, only: list[str] | None) -> tuple[int, dict[str, tuple[int, CID]]]:
     stream = await host.new_stream(peer_id, [PROTOCOL])
     try:
-        request = {"swarm": swarm, "have": _heads_map(ledger, swarm), "want": want}
+        have = _heads_map(ledger, swarm)
+        request = {"swarm": swarm, "have": have, "want": want}
+        if only is not None:
+            request |= {"have": {a: head for a, head in have.items() if a in only}, "only": only}
         await stream.write(encode_varint_prefixed(dag_cbor.encode(request)))
         first = await read_varint_prefixed_bytes_limited(stream, MAX_REQUEST_BYTES)
         if not first:

@@ -70,7 +70,7 @@ LEAVE_BUDGET_S = 3.5  # a leave entry gets this long to be written and queued (C
 BOOTSTRAP_CHECK_S = 10.0  # at join: how long to wait to learn a bootstrap peer's swarm
 CATCH_UP_GRACE_S = 0.5  # at catch-up: after the first neighbour snapshot, wait this long for more
 GAP_FILL_S = 5.0  # how often held entries' missing history is fetched, at the latest
-JOIN_SYNC_S = 30.0  # at join: how long the ledger sync with the first peers may take
+JOIN_SYNC_S = 30.0  # at join: how long taking back its own chain from the first peers may take
 KEEP_OWN_SNAPSHOTS = 2  # own snapshots kept pinned (neighbours may still be fetching the older)
 GC_EVERY_PUBLISHES = 10  # drop merged neighbour snapshots from the block store this often
 
@@ -206,17 +206,21 @@ class PeerNode:
                                              seed=cfg.seed)
                 if cfg.bootstrap:
                     await self._check_bootstrap_swarm(gossip, swarm, fingerprint)
-                # Before anything is written: the swarm's history, and any own entry this
-                # peer signed but lost (a damaged own.log, a restored backup).
+                # Before anything is written: any own entry this peer signed but lost (a
+                # damaged own.log, a restored backup). Only its own chain: the swarm's
+                # history (hundreds of entries a second on a late join) comes next, in
+                # the background, so a late joiner trains as soon as it is up.
+                bootstrap = [parse_peer_addr(a).peer_id.to_base58() for a in cfg.bootstrap]
+                first = self.replicator.candidates(bootstrap)
                 self.ledger.recovering = True
                 try:
                     with trio.move_on_after(JOIN_SYNC_S):
-                        bootstrap = [parse_peer_addr(a).peer_id.to_base58() for a in cfg.bootstrap]
-                        await self.replicator.sync_now(self.replicator.candidates(bootstrap))
+                        await self.replicator.sync_now(first, only=[self.peer_id])
                 finally:
                     self.ledger.recovering = False
                 self._check_own_chain(own_seq_at_least)
                 async with trio.open_nursery() as tasks:
+                    tasks.start_soon(self.replicator.sync_now, first)
                     tasks.start_soon(self._consume)
                     tasks.start_soon(self._fill_gaps)
                     tasks.start_soon(self.replicator.run)

@@ -80,19 +80,23 @@ class Replicator:
         self._rng.shuffle(rest)
         return (first + rest)[:JOIN_PEERS]
 
-    async def sync_now(self, peers: Iterable[str]) -> None:
-        """Sync with each of ``peers`` at once (bounded inside; failures are logged, not raised)."""
+    async def sync_now(self, peers: Iterable[str], *, only: Iterable[str] | None = None) -> None:
+        """Sync with each of ``peers`` at once (bounded inside; failures are logged, not raised).
+
+        Args:
+            only: these authors' chains alone (None: every author's).
+        """
         async with trio.open_nursery() as nursery:
             for peer in peers:
-                nursery.start_soon(self._sync, peer)
+                nursery.start_soon(self._sync, peer, only)
 
-    async def _sync(self, peer: str) -> SyncStats | None:
+    async def _sync(self, peer: str, only: Iterable[str] | None = None) -> SyncStats | None:
         """Sync with ``peer``; a sync that could not complete (the peer was busy serving others,
         or the connection failed) is tried again a few times, seconds apart."""
         for attempt in range(RETRIES):
             self._last[peer] = time.monotonic()
             try:
-                stats = await sync_with(self.host, ID.from_base58(peer), self.ledger, self.swarm)
+                stats = await sync_with(self.host, ID.from_base58(peer), self.ledger, self.swarm, only=only)
             except Exception as exc:  # noqa: BLE001 - a peer's trouble never stops ours
                 log.debug("ledger sync with %s failed: %r", peer, exc)
                 stats = None

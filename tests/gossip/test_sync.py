@@ -49,6 +49,31 @@ async def test_a_late_peer_gets_every_authors_complete_chain_beyond_one_batch(tm
             assert [e.cid for e in ours.entries(author=author)] == [e.cid for e in chain], author
 
 
+async def test_a_joining_peer_takes_back_its_own_lost_chain_alone_and_the_rest_after(tmp_path):
+    """At join a peer asks for its own chain only (``only``): it comes whole, beyond one batch,
+    and nobody else's history with it; a full sync afterwards brings the rest."""
+    me, others = ident(11), [ident(i) for i in range(2)]
+    mine = make_chain(me, BATCH + 50)  # what this peer signed before it lost its ledger
+    chains = {a.peer_id: make_chain(a, 300) for a in others}
+    with Ledger.open(tmp_path / "s", ident(10), swarm=SWARM) as theirs, \
+            Ledger.open(tmp_path / "c", me, swarm=SWARM) as ours:
+        for e in [*mine, *(e for chain in chains.values() for e in chain)]:
+            assert theirs.receive(e).status.name == "ACCEPTED"
+        async with AsyncExitStack() as stack:
+            server, client = await _pair(stack)
+            serve_sync(server, theirs, SWARM)
+            ours.recovering = True
+            own = await sync_with(client, server.get_id(), ours, SWARM, only=[me.peer_id])
+            ours.recovering = False
+            assert own.complete and own.stored == len(mine)
+            assert ours.next_seq == len(mine)  # the next entry it signs follows its chain: no fork
+            assert all(not ours.entries(author=a) for a in chains)
+            rest = await sync_with(client, server.get_id(), ours, SWARM)
+        assert rest.stored == 600
+        for author, chain in chains.items():
+            assert [e.cid for e in ours.entries(author=author)] == [e.cid for e in chain], author
+
+
 async def test_a_peer_that_missed_an_equivocation_learns_of_it_from_a_peer_that_saw_it(tmp_path):
     liar = ident(3)
     chain = make_chain(liar, 8)
