@@ -23,7 +23,7 @@ import pytest
 
 from learnae.identity import Identity
 from learnae.ledger import Ledger
-from learnae.scenario.process import PeerProcess
+from learnae.scenario.process import PeerProcess, start_swarm
 from tests.peer.nodes import wait_until
 
 FOREVER = ["--max-steps", "1000000", "--status-every-s", "1"]
@@ -58,7 +58,8 @@ def cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_busy_port_is_refused_in_one_line_not_shared(tmp_path):
     port = free_port()
-    first = PeerProcess.start(tmp_path / "first", ["--listen", f"/ip4/127.0.0.1/tcp/{port}", *FOREVER])
+    first = PeerProcess.start(tmp_path / "first", ["--listen", f"/ip4/127.0.0.1/tcp/{port}", "--min-peers", "1",
+                                                   *FOREVER])  # listening, not training
     try:
         for args in (["peer", "start", "--data-dir", str(tmp_path / "second"), "--listen",
                       f"/ip4/127.0.0.1/tcp/{port}", "--max-steps", "10"],
@@ -154,10 +155,7 @@ def test_a_dead_neighbour_never_stalls_a_robust_swarm(tmp_path):
     args = ["--rule", "median", "--merge-k", "3", "--catch-up-s", "0", "--fetch-timeout-s", "10",
             "--partition", "iid", *FOREVER]
     env = {"LEARNAE_LOG": "warning,learnae.peer.merging=info"}
-    first = PeerProcess.start(tmp_path / "p0", ["--shard", "0/4", *args], env=env)
-    peers = [first] + [PeerProcess.start(tmp_path / f"p{i}", ["--shard", f"{i}/4", "--bootstrap", first.addr, *args],
-                                         env=env)
-                       for i in range(1, 4)]
+    peers = start_swarm(tmp_path, 4, args, env=env)  # started together, training once all are up
 
     def latest(p) -> dict:
         return max((r for r in p.metrics() if "step" in r), key=lambda r: r["step"], default={"step": 0})
@@ -186,11 +184,13 @@ def test_median_with_one_hostile_neighbour_keeps_the_local_model(tmp_path):
     args = ["--rule", "median", "--catch-up-s", "0", "--partition", "iid", *FOREVER]
     (tmp_path / "cut.json").write_text("{}")  # no fault yet
     honest = PeerProcess.start(tmp_path / "honest", ["--shard", "0/3", "--faults", str(tmp_path / "cut.json"),
-                                                     *args])
-    other = PeerProcess.start(tmp_path / "other", ["--shard", "1/3", "--bootstrap", honest.addr, *args])
-    flipper = PeerProcess.start(tmp_path / "flipper", ["--shard", "2/3", "--bootstrap", honest.addr,
-                                                       "--faults", str(attack), *args])
+                                                     "--min-peers", "2", *args])  # no step before both are up
+    other = PeerProcess.launch(tmp_path / "other", ["--shard", "1/3", "--bootstrap", honest.addr, *args])
+    flipper = PeerProcess.launch(tmp_path / "flipper", ["--shard", "2/3", "--bootstrap", honest.addr,
+                                                        "--faults", str(attack), *args])
     try:
+        for p in (other, flipper):
+            p.wait_ready()
         wait_until(lambda: any((r.get("test_accuracy") or 0) > 0.85 for r in honest.metrics()), 240,
                    "the honest peer to learn")
         before = max(r["test_accuracy"] for r in honest.metrics() if r.get("test_accuracy") is not None)

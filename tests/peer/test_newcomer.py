@@ -52,7 +52,7 @@ def state_of(peer: PeerProcess) -> str:
 
 
 def test_progress_is_held_out_accuracy_and_stderr_is_learnaes_own(tmp_path):
-    peers = start_swarm(tmp_path, 3, ["--partition", "classes:3", "--catch-up-s", "0", "--max-steps", "600",
+    peers = start_swarm(tmp_path, 3, ["--partition", "classes:3", "--catch-up-s", "0", "--max-steps", "200",
                                       "--status-every-s", "2"])
     try:
         for p in peers:
@@ -67,25 +67,26 @@ def test_progress_is_held_out_accuracy_and_stderr_is_learnaes_own(tmp_path):
         assert foreign == [], foreign[:10]  # no library noise, no TensorFlow banner, no traceback
         status_lines = [line for line in log.splitlines() if line.startswith("step ") and "held-out" in line]
         assert status_lines, log[-2000:]  # the figure that matters is on the status line
-        assert re.search(r"^stopped \(done\): 600 steps, \d+ merges", log, re.M), log[-1000:]
+        assert re.search(r"^stopped \(done\): 200 steps, \d+ merges", log, re.M), log[-1000:]
 
         status = json.loads(cli("peer", "status", "--data-dir", str(p.data_dir), "--format", "json").stdout)
         assert status["state"] == "left (done)" and status["running"] is False
         evaluated = json.loads(cli("peer", "eval", "--latest", "self", "--data-dir", str(p.data_dir),
                                    "--format", "json").stdout)
-        assert evaluated["split"] == "test" and evaluated["step"] == 600
+        assert evaluated["split"] == "test" and evaluated["step"] == 200
         assert abs(status["test_accuracy"] - evaluated["accuracy"]) <= 0.01, (status, evaluated)
 
 
 def test_a_stale_bootstrap_line_is_said_once_and_another_model_prints_no_address(tmp_path):
-    there = PeerProcess.start(tmp_path / "there", ["--catch-up-s", "0", *FOREVER])
+    there = PeerProcess.start(tmp_path / "there", ["--min-peers", "1", "--catch-up-s", "0", *FOREVER])  # idle
     peers = [there]
     try:
         actual, wrong = there.addr.rsplit("/p2p/", 1)[1], Identity.generate().peer_id
         other = cli("peer", "start", "--data-dir", str(tmp_path / "other"), "--listen", "/ip4/127.0.0.1/tcp/0",
                     "--model", "digits-cnn", "--bootstrap", there.addr, "--max-steps", "10")
         errors = [line for line in other.stderr.splitlines() if line.startswith("learnae: error: ")]
-        assert other.returncode == 2 and len(errors) == 1 and "trains in swarm" in errors[0], other.stderr[-2000:]
+        assert other.returncode == 2 and len(errors) == 1, other.stderr[-2000:]
+        assert "trains in swarm" in errors[0] and "fingerprint" in errors[0] and "--model" in errors[0], errors[0]
         assert other.stdout == ""  # it never was a member: no address to hand out
 
         stale = there.addr.replace(actual, wrong)  # the line of an earlier key, say
