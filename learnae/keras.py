@@ -41,6 +41,7 @@ from typing import Protocol, runtime_checkable
 import keras
 import numpy as np
 
+from learnae.peer.pacing import Pacer
 from learnae.training.optim import optimizer_slots
 from learnae.training.weights import TensorSpec, read_weights, tensor_specs, write_weights
 
@@ -55,10 +56,12 @@ class SwarmPeer(Protocol):
 
     Attributes:
         publish_every: default publish interval in training steps (batches).
+        publish_interval_s: default least time between two publishes, in seconds (0: none).
         merge_every: default merge interval in training steps.
     """
 
     publish_every: int
+    publish_interval_s: float
     merge_every: int
 
     def join(self, specs: Sequence[TensorSpec]) -> list[np.ndarray] | None:
@@ -106,6 +109,8 @@ class GossipAveraging(keras.callbacks.Callback):
     Args:
         peer: a :class:`SwarmPeer`.
         publish_every: publish after every this many batches (default: the peer's).
+        publish_interval_s: and at most once every this many seconds, the final
+            weights excepted (default: the peer's ``publish_interval_s``; 0: no limit).
         merge_every: merge after every this many batches (default: the peer's).
         batch_size: samples per batch, for the cumulative sample count that
             weighted merge rules use (Keras does not tell callbacks).
@@ -119,7 +124,7 @@ class GossipAveraging(keras.callbacks.Callback):
 
     def __init__(self, peer: SwarmPeer, *, publish_every: int | None = None,
                  merge_every: int | None = None, batch_size: int = 32,
-                 momentum_policy: str = "keep"):
+                 momentum_policy: str = "keep", publish_interval_s: float | None = None):
         super().__init__()
         if momentum_policy not in ("keep", "reset"):
             raise ValueError(f"momentum_policy {momentum_policy!r} must be 'keep' or 'reset'")
@@ -128,6 +133,10 @@ class GossipAveraging(keras.callbacks.Callback):
         self.merge_every = int(merge_every or peer.merge_every)
         if self.publish_every < 1 or self.merge_every < 1:
             raise ValueError("publish_every and merge_every must be >= 1")
+        interval = peer.publish_interval_s if publish_interval_s is None else float(publish_interval_s)
+        if not interval >= 0:
+            raise ValueError(f"publish_interval_s {interval!r} must be >= 0")
+        self._pace = Pacer(interval)
         self.batch_size = int(batch_size)
         self.momentum_policy = momentum_policy
         self.step = 0
@@ -152,7 +161,7 @@ class GossipAveraging(keras.callbacks.Callback):
         self.samples += self.batch_size
         self._metrics = _scalars(logs)
         # Publish this peer's own progress first, then absorb the neighbours'.
-        if self.step % self.publish_every == 0:
+        if self.step % self.publish_every == 0 and self._pace.due():
             self._publish()
         if self.step % self.merge_every == 0:
             self._merge()
@@ -166,6 +175,7 @@ class GossipAveraging(keras.callbacks.Callback):
         self.peer.publish(read_weights(self.model), step=self.step, samples=self.samples,
                           metrics=dict(self._metrics))
         self._last_published = self.step
+        self._pace.mark()
 
     def _merge(self) -> None:
         model = self.model

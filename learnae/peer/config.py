@@ -150,6 +150,7 @@ class PeerConfig:
     max_steps: int = _opt(0, "steps", "stop after this many local steps (0 = run until stopped)", _non_negative)
     # -- gossip, merge, publish --------------------------------------------------
     publish_every: int = _opt(5, "steps", "publish a snapshot every this many local steps", _positive)
+    publish_interval_s: float = _opt(0.0, "seconds", "publish at most one snapshot every this many seconds, however fast the peer trains (0 = every publish_every steps)", _non_negative)
     merge_every: int = _opt(5, "steps", "merge neighbours' snapshots every this many local steps", _positive)
     merge_k: int = _opt(3, "peers", "merge up to this many neighbours' freshest snapshots", _positive)
     rule: str = _opt("mean", "name", "averaging rule", _choice(*RULES))

@@ -10,7 +10,8 @@ step, it
    snapshot, so the rule always judges a full panel), waiting up to ``merge_wait_s`` while a
    live neighbour lags more than two merge intervals behind (bounded staleness,
    as in stale-synchronous parallel SGD: on skewed shards, merging old models
-   makes the peers' models drift apart);
+   makes the peers' models drift apart; with ``publish_interval_s``, two intervals
+   of this peer's own steps more, since a paced neighbour announces its step late);
 2. fetches those snapshots over Bitswap with a deadline and decodes them against
    the model fingerprint (bad data is counted by reason, logged and dropped);
 3. averages them into the local weights with the configured rule and cap.
@@ -31,6 +32,7 @@ from learnae.errors import LearnaeError, RemoteError
 from learnae.ledger.schema import Parent
 from learnae.peer.config import PeerConfig
 from learnae.peer.metrics import PeerMetrics
+from learnae.peer.pacing import StepRate
 from learnae.peer.policy import NO_FAULTS, NetworkPolicy
 from learnae.peer.view import SnapshotRef, SwarmView
 from learnae.threads import run_sized
@@ -82,6 +84,8 @@ class Merger:
         # failures in a row): a dead or lying author costs one fetch timeout per back-off.
         self._failed: dict[str, tuple[object, float, int]] = {}
         self.connected_members: Callable[[], set[str]] = set  # the node's topic peers (direct connections)
+        self._waited_s = 0.0  # time spent in bounded-staleness waits: not training
+        self.rate = StepRate(clock=lambda: time.monotonic() - self._waited_s)  # own steps/s, at merges
 
     # -- freshness ----------------------------------------------------------------------
 
@@ -124,7 +128,10 @@ class Merger:
         never holds anyone up (it starts from the swarm's average anyway), so a stream
         of fresh identities that join and never publish costs nothing.
         """
-        horizon = step - 2 * self.cfg.merge_every
+        # A paced neighbour announces its step up to one interval late: allow two
+        # intervals of steps at this peer's own rate (the second for the time its
+        # publish takes), or two paced peers would take each other for laggards.
+        horizon = step - 2 * self.cfg.merge_every - 2 * self.rate.steps_in(self.cfg.publish_interval_s)
         starting = step < STARTUP_MERGES * self.cfg.merge_every
         alive_after_ms = self._alive_after_ms()
         excluded = self.excluded()
@@ -157,7 +164,7 @@ class Merger:
         """
         if self.lagging(step):
             return True
-        if refs:
+        if refs or self.cfg.publish_interval_s > 0:  # paced: the next fresh snapshot may be a second away
             return False
         live = self._live()
         ahead = step + 2 * self.cfg.merge_every
@@ -167,15 +174,18 @@ class Merger:
         """Up to ``merge_k`` fresh snapshots, after a bounded wait for laggards and freshness."""
         # a robust rule gets each chosen neighbour's latest snapshot, merged before or not
         fresh_only = self.cfg.rule not in ROBUST_RULES
+        self.rate.note(step)
         k = self.cfg.merge_k
         choose = lambda: self.view.choose(k, exclude=self._unusable(), fresh_only=fresh_only,  # noqa: E731
                                           prefer=self.connected_members(), max_others=self.max_strangers())
         refs = choose()
         if self.cfg.merge_wait_s > 0 and self.should_wait(step, refs):
+            started = time.monotonic()
             with trio.move_on_after(self.cfg.merge_wait_s):
                 while self.should_wait(step, refs):
                     await self.wait_fresh()
                     refs = choose()
+            self._waited_s += time.monotonic() - started
         return refs
 
     def max_strangers(self) -> int:

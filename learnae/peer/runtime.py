@@ -12,8 +12,8 @@ responsive)::
     train -> every merge_every: choose up to k fresh neighbour snapshots (waiting only
              for lagging neighbours) and fetch and validate them in the background;
              they are averaged into the model at the first burst's end after they arrived
-          -> every publish_every: copy the weights; encode, put, append a signed snapshot
-             entry and announce in the background
+          -> every publish_every (and publish_interval_s since the last, when set): copy the
+             weights; encode, put, append a signed snapshot entry and announce in the background
           -> every checkpoint_every: save weights, optimizer state, step atomically
 
 Training stops only for what must see the model between two steps (a copy of the
@@ -45,6 +45,7 @@ from learnae.peer.config import PeerConfig
 from learnae.peer.faults import Faults
 from learnae.peer.merging import Merged
 from learnae.peer.node import LEAVE_BUDGET_S, PeerNode, open_peer_node
+from learnae.peer.pacing import Pacer
 from learnae.peer.policy import NO_FAULTS
 from learnae.peer.reach import explain_dial_failure, other_machine_addrs, other_machine_lines, watch_bootstrap
 from learnae.peer.reporting import StatusReporter
@@ -227,6 +228,7 @@ class TrainingLoop:
         self._fetch_done = trio.Event()  # set when the background fetch has ended
         self._publishing: trio.Event | None = None  # set when the publish in flight is done
         self._good: tuple | None = None  # (weights, optimizer state, parents) before the latest merge
+        self._pace = Pacer(cfg.publish_interval_s)  # at most one snapshot per interval (0: every publish_every)
         self.leave_reason = "stopped"
         self.reporter = StatusReporter(self)
 
@@ -304,7 +306,7 @@ class TrainingLoop:
             if step % cfg.merge_every == 0 and not self._merge_pending:
                 await self._merge()
             last = bool(cfg.max_steps and step >= cfg.max_steps)
-            if step % cfg.publish_every == 0 or last:
+            if (step % cfg.publish_every == 0 and self._pace.due()) or last:
                 with timed("publish"):
                     await self._publish_snapshot(wait=last)
             if step % cfg.checkpoint_every == 0:
@@ -448,6 +450,7 @@ class TrainingLoop:
         step, samples = self.trainer.step, self.trainer.samples
         metrics = {k: v for k, v in self.last.items() if v == v}  # drop NaN before the first step
         done = self._publishing = trio.Event()
+        self._pace.mark()
 
         async def publish() -> None:
             try:

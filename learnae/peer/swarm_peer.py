@@ -78,6 +78,7 @@ class NetworkPeer:
 
         self.cfg = cfg
         self.publish_every = cfg.publish_every
+        self.publish_interval_s = cfg.publish_interval_s
         self.merge_every = cfg.merge_every
         self.samples = samples
         self.addr = ""

@@ -163,6 +163,7 @@ class Train(_Strict):
 class Merge(_Strict):
     every: int = Field(default=5, gt=0, description="merge every this many local steps")
     publish_every: int = Field(default=5, gt=0)
+    publish_interval: Seconds = Field(default=0.0, ge=0, description="at most one snapshot per peer this often (0: every publish_every steps)")
     k: int = Field(default=3, gt=0)
     rule: str = "mean"
     weight_cap: float = Field(default=0.5, gt=0, le=1)
@@ -548,7 +549,8 @@ def peer_flags(p: Plan, peer: PlannedPeer) -> list[str]:
         "--model", s.model, "--seed", str(s.seed),
         "--max-steps", str(t.max_steps), "--batch-size", str(t.batch_size), "--learning-rate", str(t.learning_rate),
         "--optimizer", t.optimizer, "--momentum", str(t.momentum), "--checkpoint-every", str(t.checkpoint_every),
-        "--merge-every", str(m.every), "--publish-every", str(m.publish_every), "--merge-k", str(m.k),
+        "--merge-every", str(m.every), "--publish-every", str(m.publish_every),
+        "--publish-interval-s", str(m.publish_interval), "--merge-k", str(m.k),
         "--rule", peer.rule, "--weight-cap", str(m.weight_cap), "--merge-wait-s", str(m.wait),
         "--snapshot-encoding", m.encoding, "--status-every-s", str(s.sample_every),
     ]

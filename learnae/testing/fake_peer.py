@@ -88,6 +88,7 @@ class FakePeer:
     merge_every: int = 10
     k: int = 2
     catch_up: bool = False
+    publish_interval_s: float = 0.0
     published: list[PublishRecord] = field(default_factory=list)
     merge_steps: list[int] = field(default_factory=list)
     last_merged: list[np.ndarray] | None = None

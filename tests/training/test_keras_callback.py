@@ -45,6 +45,14 @@ def test_publishes_and_merges_at_batch_ends(keras, digits):
     assert cb.step == 23 and a.published[-1].step == 23
 
 
+
+def test_a_paced_callback_publishes_at_most_once_per_interval_and_always_its_last_weights(keras, digits):
+    peer = FakeSwarm().peer("a", publish_every=5, merge_every=5)
+    cb = GossipAveraging(peer, batch_size=32, publish_interval_s=3600)
+    model = _compiled(keras)
+    model.fit(digits.train.x[:640], digits.train.y[:640], batch_size=32, epochs=1, verbose=0, callbacks=[cb])
+    assert [p.step for p in peer.published] == [5, 20]  # the first, then nothing for an hour but the last
+
 def test_gossip_lets_two_skewed_peers_learn_all_classes(keras, digits):
     (xa, ya), (xb, yb) = _halves(digits)
     swarm = FakeSwarm()
