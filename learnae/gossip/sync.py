@@ -40,10 +40,11 @@ from dataclasses import dataclass
 import dag_cbor
 import trio
 from libp2p.peer.id import ID
-from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
+from libp2p.utils.varint import encode_varint_prefixed
 from multiformats import CID
 
 from learnae.errors import InvalidEntryError
+from learnae.gossip.frames import FrameReader, FrameWriter
 from learnae.ledger import Ledger, Status
 from learnae.ledger.entry import MAX_ENTRY_BYTES
 
@@ -133,10 +134,12 @@ def serve_sync(host, ledger: Ledger, swarm: str, *, on_twin: Callable[[CID], Non
 
 
 async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
-    raw = await read_varint_prefixed_bytes_limited(stream, MAX_REQUEST_BYTES)
+    raw = await FrameReader(stream).read(MAX_REQUEST_BYTES)
     request = dag_cbor.decode(raw)
+    out = FrameWriter(stream)  # entries go out in writes of ~64 KiB, not one write each
     if not isinstance(request, dict) or request.get("swarm") != swarm:
-        await stream.write(encode_varint_prefixed(b""))
+        await out.write(b"")
+        await out.flush()
         return
     have = _parse_heads(request.get("have"), MAX_HEADS)
     mine = ledger.chain_heads(swarm)
@@ -147,25 +150,24 @@ async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
         mine = {a: head for a, head in mine.items() if a in wanted}
         have = {a: head for a, head in have.items() if a in wanted}
         proofs = [p for p in proofs if p.author in wanted]
-    await stream.write(encode_varint_prefixed(dag_cbor.encode(
-        {"heads": {a: [seq, cid] for a, (seq, cid) in list(mine.items())[:MAX_HEADS]}})))
+    await out.write(dag_cbor.encode({"heads": {a: [seq, cid] for a, (seq, cid) in list(mine.items())[:MAX_HEADS]}}))
     sent = 0
     wants = request.get("want")
     for cid in (wants if isinstance(wants, list) else [])[:MAX_WANT]:
         data = ledger.entry_bytes(cid) if isinstance(cid, CID) else None
         if data is not None:
-            await stream.write(encode_varint_prefixed(data))
+            await out.write(data)
             sent += 1
     for author, (their_seq, their_cid) in have.items():  # split views: our twin at their head's seq
         ours = ledger.entry_at(author, their_seq)
         if ours and their_cid not in ours:
-            await stream.write(encode_varint_prefixed(ledger.entry_bytes(ours[0])))
+            await out.write(ledger.entry_bytes(ours[0]))
             sent += 1
             if on_twin is not None:
                 on_twin(their_cid)
     for proof in proofs[:MAX_FORKS]:  # forks we proved: the client checks them itself
         for entry in (proof.first, proof.second):
-            await stream.write(encode_varint_prefixed(ledger.entry_bytes(entry.cid)))
+            await out.write(ledger.entry_bytes(entry.cid))
             sent += 1
     # Authors the client knows least of first, so one long chain cannot starve the others.
     behind = sorted((have.get(a, (-1, None))[0] - seq, a) for a, (seq, _) in mine.items()
@@ -174,9 +176,10 @@ async def _serve_one(stream, ledger: Ledger, swarm: str, on_twin) -> None:
         if sent >= BATCH:
             break
         for data in ledger.chain_after(author, have.get(author, (-1, None))[0], BATCH - sent):
-            await stream.write(encode_varint_prefixed(data))
+            await out.write(data)
             sent += 1
-    await stream.write(encode_varint_prefixed(b""))
+    await out.write(b"")
+    await out.flush()
 
 
 # -- the client side --------------------------------------------------------------------------
@@ -224,13 +227,14 @@ async def _exchange(host, peer_id: ID, ledger: Ledger, swarm: str, want: list[CI
         if only is not None:
             request |= {"have": {a: head for a, head in have.items() if a in only}, "only": only}
         await stream.write(encode_varint_prefixed(dag_cbor.encode(request)))
-        first = await read_varint_prefixed_bytes_limited(stream, MAX_REQUEST_BYTES)
+        frames = FrameReader(stream)
+        first = await frames.read(MAX_REQUEST_BYTES)
         if not first:
             return 0, {}
         heads = _parse_heads(dag_cbor.decode(first).get("heads"), MAX_HEADS)
         received = 0
         while True:
-            data = await read_varint_prefixed_bytes_limited(stream, MAX_ENTRY_BYTES)
+            data = await frames.read(MAX_ENTRY_BYTES)
             if not data:
                 break
             received += 1

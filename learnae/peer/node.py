@@ -119,6 +119,7 @@ class PeerNode:
         self._fork_warned: set[str] = set()
         self._sybils = None  # a SybilRelay, only while an injected attack asks for made-up identities
         self._gaps = trio.Event()  # set when an entry is held for want of its history
+        self._history = trio.Event()  # set when the join's sync of the swarm's history has ended
         self._nursery: trio.Nursery | None = None
         self._leaving: trio.Event | None = None  # set by leave(): the swarm session ends
         self._left: trio.Event | None = None  # set once the session has ended
@@ -220,7 +221,7 @@ class PeerNode:
                     self.ledger.recovering = False
                 self._check_own_chain(own_seq_at_least)
                 async with trio.open_nursery() as tasks:
-                    tasks.start_soon(self.replicator.sync_now, first)
+                    tasks.start_soon(self._sync_history, first)
                     tasks.start_soon(self._consume)
                     tasks.start_soon(self._fill_gaps)
                     tasks.start_soon(self.replicator.run)
@@ -234,6 +235,13 @@ class PeerNode:
             self.gossip = None
             self.ledger.on_store = None
             self._left.set()
+
+    async def _sync_history(self, peers: list[str]) -> None:
+        """The swarm's history from the first peers met, after the join entry (catch-up waits for it)."""
+        try:
+            await self.replicator.sync_now(peers)
+        finally:
+            self._history.set()
 
     def _connected_ids(self) -> list[str]:
         return [p.to_base58() for p in self.host.get_connected_peers()]
@@ -333,8 +341,10 @@ class PeerNode:
     async def catch_up(self, max_wait_s: float | None = None) -> list[np.ndarray] | None:
         """The average of the neighbours' latest snapshots, to start from (a first start).
 
-        Waits up to ``max_wait_s`` (default ``cfg.catch_up_s``) for a first neighbour
-        snapshot, then :data:`CATCH_UP_GRACE_S` for more. The snapshots used become
+        Waits up to ``max_wait_s`` (default ``cfg.catch_up_s``) for the swarm's history
+        (the join's ledger sync, so each author's newest snapshot is known, not an old
+        one its author has collected) and a first neighbour snapshot, then
+        :data:`CATCH_UP_GRACE_S` for more. The snapshots used become
         parents of the next :meth:`publish`, so the ledger records where the model came from.
 
         Returns:
@@ -344,6 +354,7 @@ class PeerNode:
 
         wait_s = self.cfg.catch_up_s if max_wait_s is None else max_wait_s
         with trio.move_on_after(wait_s):
+            await self._history.wait()  # the view holds each author's newest snapshot, not an old one
             while not self.view.authors():
                 await self.merger.wait_fresh()
             # Let a few more announce, briefly: the swarm trains on meanwhile, and every
