@@ -69,7 +69,7 @@ async def test_a_neighbour_two_paced_intervals_behind_is_no_laggard_and_waiting_
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         me = await nursery.start(node_task, config(tmp_path / "me", publish_interval_s=1.0, merge_every=5,
-                                                   merge_wait_s=0.5), stop)
+                                                   merge_wait_s=2.0), stop)
         other = await nursery.start(node_task, config(tmp_path / "other"), stop)
         await me.join(SPECS)
         await other.join(SPECS)
@@ -79,13 +79,24 @@ async def test_a_neighbour_two_paced_intervals_behind_is_no_laggard_and_waiting_
         await eventually(lambda: (r := me.view.latest(other.peer_id)) is not None and r.step == 100, "the snapshot")
         assert me.merger.lagging(300) == [other.peer_id]  # no rate of its own measured yet: 200 behind lags
 
-        for step in (300, 305):  # 5 steps in 0.1 s: 50 steps a second, measured at its merges
-            await me.choose(step)
-            await trio.sleep(0.1)
-        await me.choose(310)  # lagging: waits merge_wait_s, which is not training time
-        assert 40 < me.merger.rate.per_s < 60, me.merger.rate.per_s
+        # The allowance: two intervals of this peer's own steps (50 a second, on a test clock).
+        real = me.merger.rate
+        clock = Clock()
+        me.merger.rate = StepRate(clock=clock)
+        for step in range(0, 201, 10):
+            me.merger.rate.note(step)
+            clock.now += 0.2
         assert me.merger.lagging(205) == []  # 105 behind: within two seconds of steps, plus two merges
         assert me.merger.lagging(220) == [other.peer_id]  # 120 behind: lagging
+
+        # The bounded-staleness wait (other lags: nothing fresh comes) is left out of the rate's clock.
+        me.merger.rate = real
+        before = real._clock()
+        started = trio.current_time()
+        await me.choose(1000)
+        waited = trio.current_time() - started
+        assert waited >= 1.9  # merge_wait_s, waited out
+        assert real._clock() - before < waited / 2  # the rate's clock moved by the rest only
         stop.set()
 
 
