@@ -19,6 +19,7 @@ entries/s, each sent to every subscriber: every joiner then also costs it ~46 se
 Run:
     .venv/bin/python -m bench.join_flood
     .venv/bin/python -m bench.join_flood --publish-every 50
+    .venv/bin/python -m bench.join_flood --publish-interval-s 1
     .venv/bin/python -m bench.join_flood --joiners 20 --every-s 3 --rounds 3
 """
 
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--publish-every", type=int, default=0,
                     help="the peer's --publish-every (0: its default, 5 steps)")
+    ap.add_argument("--publish-interval-s", type=float, default=None,
+                    help="the peer's --publish-interval-s (default: its default)")
     args = ap.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print("needs 2 cores to keep the flooders off the peer's core", file=sys.stderr)
@@ -121,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     ratios = []
     for i in range(1, args.rounds + 1):
         with tempfile.TemporaryDirectory(prefix="join-flood-") as tmp:
-            r = one_round(Path(tmp) / "p", args.joiners, args.every_s,
-                          ["--publish-every", str(args.publish_every)] if args.publish_every else [])
+            peer_args = ["--publish-every", str(args.publish_every)] if args.publish_every else []
+            if args.publish_interval_s is not None:
+                peer_args += ["--publish-interval-s", str(args.publish_interval_s)]
+            r = one_round(Path(tmp) / "p", args.joiners, args.every_s, peer_args)
         ratios.append(r["ratio"])
         print(f"| {i} | {r['before']:.2f} | {r['during']:.2f} | {r['after']:.2f} | {r['ratio']:.0%} | "
               f"{r['taken']} / {r['joiners']} |", flush=True)

@@ -114,6 +114,7 @@ class PeerNode:
         self.published = 0
         self.last_merge: tuple[float, int] | None = None
         self.announce_latencies: deque[float] = deque(maxlen=200)
+        self.gossiped = 0  # other authors' entries that gossip delivered here first (not sync or gap filling)
         self._parents: list[Parent] = []  # merged since the last published snapshot
         self._own_snapshots: list = []  # CIDs of own snapshots still pinned
         self._fork_warned: set[str] = set()
@@ -522,6 +523,8 @@ class PeerNode:
         latency = max(0.0, time.time() - entry.ts / 1000)
         self.metrics.announce_latency.observe(latency)
         self.announce_latencies.append(latency)
+        if entry.author != self.peer_id:
+            self.gossiped += 1
         return None
 
     def _count_rejected(self, reason: str) -> None:

@@ -12,7 +12,7 @@ the line's keys, so the writer and the readers never drift apart::
      "time_s": {"gather": 3.1, "train": 40.2, ...}, "ledger_seq": 90,
      "announce_latency_s": 0.04, "fetch_latency_s": 0.02, "rejected": 0, "forks": [],
      "faults_dropped": 0, "ledger_authors": 4, "ledger_entries": 812, "ledger_gaps": 0,
-     "merges_skipped": 0}
+     "merges_skipped": 0, "gossiped": 700}
 
 A value that was not measured (or is not finite) is ``null``. Reading is
 tolerant: a torn last line (``kill -9`` mid-write) or a line that is not a
@@ -73,6 +73,7 @@ class MetricsRecord:
     ledger_entries: int = 0  # entries the ledger holds
     ledger_gaps: int = 0  # missing entries that held entries wait for (0: every chain held is complete)
     merges_skipped: int = 0  # merges a robust rule skipped for want of enough neighbours
+    gossiped: int = 0  # other authors' entries that gossip delivered first (not ledger sync or gap filling)
     event: str | None = None  # None, "catch-up", "merge-1", "merge-2"
 
     def to_json(self) -> dict[str, Any]:

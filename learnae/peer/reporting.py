@@ -117,6 +117,7 @@ class StatusReporter:
             ledger_entries=len(p.ledger),
             ledger_gaps=p.ledger.gaps(),
             merges_skipped=p.merger.skipped if p.merger is not None else 0,
+            gossiped=p.gossiped,
             event=event,
         )
 

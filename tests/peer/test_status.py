@@ -27,7 +27,7 @@ LINE = {"time": 1795301063.7, "peer_id": "12D3KooWA", "step": 420, "samples": 13
                    "publish": 0.3, "checkpoint": 0.4},
         "ledger_seq": 90, "announce_latency_s": 0.04, "fetch_latency_s": None, "rejected": 1,
         "forks": ["12D3KooWB"], "faults_dropped": 2, "ledger_authors": 4, "ledger_entries": 812,
-        "ledger_gaps": 0, "merges_skipped": 0, "rejected_by_reason": {"bad-signature": 1}}
+        "ledger_gaps": 0, "merges_skipped": 0, "gossiped": 700, "rejected_by_reason": {"bad-signature": 1}}
 
 
 def status(learnae_cli, data_dir):
