@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from learnae.ledger import Ledger
+from bench.peer_swarm import wait_all
 from learnae.scenario.process import start_swarm
 
 
@@ -65,12 +66,7 @@ def run(root: Path, n: int, steps: int, interval: float, extra: list[str]) -> di
     cpu0, t0 = _cpu_children_s(), time.monotonic()
     peers = start_swarm(root, n, ["--partition", "iid", "--max-steps", str(steps), "--catch-up-s", "0",
                                   "--publish-interval-s", str(interval), *extra])
-    try:
-        codes = [p.wait(3600) for p in peers]
-    finally:
-        for p in peers:
-            if p.alive:
-                p.kill()
+    codes = wait_all(peers)
     wall, cpu = time.monotonic() - t0, _cpu_children_s() - cpu0
     finals = [p.metrics()[-1] for p in peers]
     ids = [r["peer_id"] for r in finals]

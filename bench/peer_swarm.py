@@ -25,16 +25,21 @@ from pathlib import Path
 from learnae.scenario.process import start_swarm
 
 
-def run(n: int, partition: str, steps: int, extra: list[str], root: Path) -> dict:
-    t0 = time.monotonic()
-    peers = start_swarm(root, n, ["--partition", partition, "--max-steps", str(steps), "--catch-up-s", "0", *extra])
-    started = time.monotonic() - t0
+def wait_all(peers: list, timeout_s: float = 3600) -> list[int]:
+    """Every peer's exit code once all have exited; any still running on the way out is killed."""
     try:
-        codes = [p.wait(3600) for p in peers]
+        return [p.wait(timeout_s) for p in peers]
     finally:
         for p in peers:
             if p.alive:
                 p.kill()
+
+
+def run(n: int, partition: str, steps: int, extra: list[str], root: Path) -> dict:
+    t0 = time.monotonic()
+    peers = start_swarm(root, n, ["--partition", partition, "--max-steps", str(steps), "--catch-up-s", "0", *extra])
+    started = time.monotonic() - t0
+    codes = wait_all(peers)
     final = [p.metrics()[-1] for p in peers]
     accs = [r["test_accuracy"] for r in final]
     return {
