@@ -450,7 +450,6 @@ class TrainingLoop:
         step, samples = self.trainer.step, self.trainer.samples
         metrics = {k: v for k, v in self.last.items() if v == v}  # drop NaN before the first step
         done = self._publishing = trio.Event()
-        self._pace.mark()
 
         async def publish() -> None:
             try:
@@ -458,6 +457,7 @@ class TrainingLoop:
             except ValueError as exc:  # e.g. non-finite weights: never published, the peer trains on
                 log.warning("snapshot of step %d not published: %s", step, exc)
             finally:
+                self._pace.mark()  # after signing: the next entry's timestamp is an interval later
                 self._publishing = None
                 done.set()
 
