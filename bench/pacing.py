@@ -11,9 +11,9 @@ Per run it reports, from every peer's own ledger and metrics.jsonl:
 
 * **announcements per peer per second** (a peer's own snapshot entries between its
   first and its last) and the **shortest gap** between two of a peer's announcements,
-  leaving out the two at ``max_steps`` (its last local model and the final consensus), which
-  are always published: paced, no gap
-  may be shorter than the interval (the ledger's millisecond timestamps);
+  leaving out the two at ``max_steps`` (its last local model and the final consensus),
+  which are always published: paced, no gap may be shorter than the interval (the
+  ledger's millisecond timestamps);
 * **delivery**: the share of the other peers' entries each peer holds at the end
   (ledger completeness), and the share gossip delivered first (``gossiped``: the
   rest came through ledger sync or gap filling);
@@ -37,10 +37,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-from learnae.ledger import Ledger
 from bench.peer_swarm import wait_all
+from learnae.ledger import Ledger
 from learnae.scenario.process import start_swarm
 
 
@@ -69,22 +70,20 @@ def run(root: Path, n: int, steps: int, interval: float, extra: list[str]) -> di
     codes = wait_all(peers)
     wall, cpu = time.monotonic() - t0, _cpu_children_s() - cpu0
     finals = [p.metrics()[-1] for p in peers]
-    ids = [r["peer_id"] for r in finals]
-    chains = {}  # author -> its own chain length, read from its own ledger
+    held_by = []  # per peer: author -> entries of that author its ledger holds
     rates, gaps, counts = [], [], []
     for p, r in zip(peers, finals):
         with Ledger.open(p.data_dir, readonly=True) as led:
-            chains[r["peer_id"]] = len(led.entries(author=r["peer_id"]))
+            held_by.append(Counter(e.author for e in led.entries()))
             rate, gap, count = _announcements(led, r["peer_id"], steps)
         rates.append(rate), counts.append(count)
         if gap is not None:
             gaps.append(gap)
+    chains = {r["peer_id"]: mine[r["peer_id"]] for r, mine in zip(finals, held_by)}  # each author's own count
     held, gossiped = [], []
-    for p, r in zip(peers, finals):
-        others = sum(chains[a] for a in ids if a != r["peer_id"])
-        with Ledger.open(p.data_dir, readonly=True) as led:
-            have = sum(len(led.entries(author=a)) for a in ids if a != r["peer_id"])
-        held.append(have / max(others, 1))
+    for r, mine in zip(finals, held_by):
+        others = sum(length for a, length in chains.items() if a != r["peer_id"])
+        held.append(sum(mine[a] for a in chains if a != r["peer_id"]) / max(others, 1))
         gossiped.append(r.get("gossiped", 0) / max(others, 1))
     accs = [r["test_accuracy"] for r in finals]
     return {
